@@ -1,0 +1,255 @@
+"""The SQLite index of cached products (sqlite-utils, WAL).
+
+It answers ``nrt cache ls/why/gc`` and staleness questions quickly. It is an
+index, not the truth: every row can be rebuilt from the manifests in the local
+tier, which happens automatically when the file is missing or damaged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+log = logging.getLogger(__name__)
+
+PRODUCT_COLUMNS = {
+    "signature": str,
+    "element": str,
+    "version": str,
+    "pointing": str,
+    "params": str,
+    "inputs": str,
+    "code_hash": str,
+    "created": float,
+    "last_access": float,
+    "run_seconds": float,
+    "size": int,
+    "tiers": str,
+    "status": str,
+    "expires": float,
+}
+
+
+class Index:
+    """One row per product; one row per known signature's components (for ``why``)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        self.rebuilt = False
+        self.db = self._open()
+
+    # ------------------------------------------------------------ opening
+
+    def _connect(self) -> sqlite_utils.Database:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")
+        return db
+
+    def _open(self) -> sqlite_utils.Database:
+        try:
+            db = self._connect()
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(check)
+            self._ensure_schema(db)
+            return db
+        except sqlite3.DatabaseError as exc:
+            quarantined = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.error(
+                "cache index %s is damaged (%s); moved to %s and rebuilding from manifests",
+                self.path,
+                exc,
+                quarantined,
+            )
+            for suffix in ("", "-wal", "-shm"):
+                side = Path(str(self.path) + suffix)
+                if side.exists():
+                    side.rename(Path(str(quarantined) + suffix))
+            self.rebuilt = True
+            db = self._connect()
+            self._ensure_schema(db)
+            return db
+
+    def _ensure_schema(self, db: sqlite_utils.Database) -> None:
+        if "products" not in db.table_names():
+            db["products"].create(PRODUCT_COLUMNS, pk="signature", if_not_exists=True)
+            db["products"].create_index(["element"], if_not_exists=True)
+            db["products"].create_index(["pointing"], if_not_exists=True)
+        if "signatures" not in db.table_names():
+            db["signatures"].create(
+                {"signature": str, "element": str, "components": str},
+                pk="signature",
+                if_not_exists=True,
+            )
+        if "tier_stats" not in db.table_names():
+            db["tier_stats"].create(
+                {"tier": str, "latency_s": float, "bandwidth_bps": float, "samples": int},
+                pk="tier",
+                if_not_exists=True,
+            )
+
+    # ------------------------------------------------------------ writing
+
+    def record(self, manifest: dict[str, Any], tier: str) -> None:
+        """Note that `tier` holds the product described by `manifest`."""
+        with self._lock:
+            existing = self.get(manifest["signature"])
+            tiers = set(json.loads(existing["tiers"])) if existing else set()
+            tiers.add(tier)
+            now = time.time()
+            self.db["products"].upsert(
+                {
+                    "signature": manifest["signature"],
+                    "element": manifest.get("element"),
+                    "version": manifest.get("version"),
+                    "pointing": manifest.get("pointing"),
+                    "params": json.dumps(manifest.get("params_display", {}), sort_keys=True),
+                    "inputs": json.dumps(manifest.get("components", {}).get("inputs", {})),
+                    "code_hash": manifest.get("components", {}).get("code"),
+                    "created": manifest.get("created", now),
+                    "last_access": now,
+                    "run_seconds": manifest.get("run_seconds"),
+                    "size": sum(f["size"] for f in manifest.get("files", {}).values()),
+                    "tiers": json.dumps(sorted(tiers)),
+                    "status": manifest.get("status", "ok"),
+                    "expires": manifest.get("expires"),
+                },
+                pk="signature",
+            )
+            if "components" in manifest:
+                self.remember(
+                    manifest["signature"], manifest.get("element", ""), manifest["components"]
+                )
+
+    def remember(self, signature: str, element: str, components: dict[str, Any]) -> None:
+        """Keep a signature's components so ``why`` can explain it later."""
+        with self._lock:
+            self.db["signatures"].upsert(
+                {
+                    "signature": signature,
+                    "element": element,
+                    "components": json.dumps(components, sort_keys=True),
+                },
+                pk="signature",
+            )
+
+    def remember_many(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
+        with self._lock, self.db.conn:
+            self.db["signatures"].upsert_all(
+                [
+                    {"signature": s, "element": e, "components": json.dumps(c, sort_keys=True)}
+                    for s, e, c in rows
+                ],
+                pk="signature",
+            )
+
+    def forget(self, signature: str, tier: str | None = None) -> None:
+        """Drop `tier` from a row (all tiers if None); delete the row when none is left."""
+        with self._lock:
+            row = self.get(signature)
+            if row is None:
+                return
+            tiers = set(json.loads(row["tiers"])) - (
+                {tier} if tier else set(json.loads(row["tiers"]))
+            )
+            if tiers:
+                self.db["products"].update(signature, {"tiers": json.dumps(sorted(tiers))})
+            else:
+                self.db["products"].delete(signature)
+
+    def touch(self, signature: str) -> None:
+        with self._lock:
+            self.db.execute(
+                "UPDATE products SET last_access = ? WHERE signature = ?", [time.time(), signature]
+            )
+
+    def save_tier_stats(
+        self, tier: str, latency_s: float, bandwidth_bps: float, samples: int
+    ) -> None:
+        with self._lock:
+            self.db["tier_stats"].upsert(
+                {
+                    "tier": tier,
+                    "latency_s": latency_s,
+                    "bandwidth_bps": bandwidth_bps,
+                    "samples": samples,
+                },
+                pk="tier",
+            )
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, signature: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM products WHERE signature = ?", [signature]))
+        return rows[0] if rows else None
+
+    def components(self, signature: str) -> dict[str, Any] | None:
+        rows = list(
+            self.db.query("SELECT components FROM signatures WHERE signature = ?", [signature])
+        )
+        return json.loads(rows[0]["components"]) if rows else None
+
+    def find(self, prefix: str) -> list[str]:
+        """Signatures starting with `prefix` (products first, then known signatures)."""
+        like = prefix.replace("%", "").replace("_", "") + "%"
+        found = [
+            r["signature"]
+            for r in self.db.query(
+                "SELECT signature FROM products WHERE signature LIKE ? "
+                "UNION SELECT signature FROM signatures WHERE signature LIKE ? LIMIT 10",
+                [like, like],
+            )
+        ]
+        return found
+
+    def products(self, where: str = "1", params: list | None = None) -> Iterator[dict[str, Any]]:
+        yield from self.db.query(
+            f"SELECT * FROM products WHERE {where} ORDER BY created", params or []
+        )
+
+    def tier_stats(self) -> dict[str, dict[str, Any]]:
+        return {row["tier"]: row for row in self.db.query("SELECT * FROM tier_stats")}
+
+    def stats(self) -> dict[str, Any]:
+        row = next(
+            self.db.query(
+                "SELECT count(*) AS products, coalesce(sum(size), 0) AS bytes, "
+                "coalesce(sum(run_seconds), 0) AS run_seconds, "
+                "sum(status = 'failed') AS failed FROM products"
+            )
+        )
+        by_element = list(
+            self.db.query(
+                "SELECT element, count(*) AS products, coalesce(sum(size), 0) AS bytes "
+                "FROM products GROUP BY element ORDER BY element"
+            )
+        )
+        return {**row, "failed": row["failed"] or 0, "by_element": by_element}
+
+    # ------------------------------------------------------------ rebuilding
+
+    def rebuild(self, manifests: Iterable[tuple[dict[str, Any], str]]) -> int:
+        """Replace all product rows with those described by (manifest, tier) pairs."""
+        with self._lock:
+            self.db.execute("DELETE FROM products")
+            n = 0
+            for manifest, tier in manifests:
+                self.record(manifest, tier)
+                n += 1
+            return n
+
+    def close(self) -> None:
+        self.db.close()
