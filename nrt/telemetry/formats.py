@@ -30,14 +30,28 @@ import io
 import math
 import os
 import re
-import warnings
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
+
+from nrt.telemetry.errors import TelemetryError
+from nrt.telemetry.fitsio import check_magic, table_columns, walk_hdus
+
+__all__ = [
+    "KINDS",
+    "Chunk",
+    "TelemetryError",
+    "chunk_bytes",
+    "chunk_filename",
+    "parse_chunk_filename",
+    "read_chunk",
+    "write_chunk",
+]
 
 KINDS: tuple[str, ...] = ("acs", "isgri", "hk", "pointing")
 
@@ -87,24 +101,7 @@ REQUIRED: dict[str, dict[str, tuple[str, str]]] = {
     },
 }
 
-_BLOCK = 2880
-_CARD = 80
-_MAX_HEADER_BLOCKS = 200  # 200 blocks = 7200 cards: far beyond any real header
-_MAX_HDUS = 16
-_SKIP_KEYS = frozenset({"COMMENT", "HISTORY", ""})
-
-
-class TelemetryError(ValueError):
-    """A telemetry file that cannot be used; says which file, what is wrong and how to fix it."""
-
-    def __init__(self, file: str, field: str, problem: str, fix: str) -> None:
-        self.file, self.field, self.problem, self.fix = file, field, problem, fix
-        super().__init__(f"{file}: {field}: {problem}; fix: {fix}")
-
-    @property
-    def reason(self) -> str:
-        """One line for a quarantine ``.reason`` file."""
-        return str(self)
+_THREADED_HASH_BYTES = 4 * 1024**2
 
 
 @dataclass(frozen=True, eq=False)
@@ -178,12 +175,14 @@ def read_chunk(
     name: str | None = None,
     *,
     max_bytes: int = MAX_CHUNK_BYTES,
+    sha256: str | None = None,
 ) -> Chunk:
     """Read and validate one telemetry chunk from a path or from bytes (an MQTT payload).
 
     ``name`` is the file name the bytes arrived under (defaults to the path's name); when
     given, it must follow the chunk pattern and agree with the file's kind and ``POINTING``.
     Raises :class:`TelemetryError` for anything that is not a well-formed chunk.
+    Pass ``sha256`` when the caller has already hashed the bytes (e.g. to skip duplicates).
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         label = name or "<payload>"
@@ -197,7 +196,17 @@ def read_chunk(
             name = path.name
         data = _read_file(path, label, max_bytes)
     expect = parse_chunk_filename(name) if name is not None else None
-    return _parse(data, label, expect)
+    if sha256 is not None:
+        return _parse(data, label, expect, sha256)
+    if len(data) < _THREADED_HASH_BYTES:
+        return _parse(data, label, expect, hashlib.sha256(data).hexdigest())
+    # hashlib releases the GIL: hash on a second core while this one parses and validates.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        digest = pool.submit(lambda: hashlib.sha256(data).hexdigest())
+        try:
+            return _parse(data, label, expect, digest)
+        finally:
+            digest.cancel()
 
 
 def _too_big(label: str, size: int, limit: int) -> TelemetryError:
@@ -218,194 +227,22 @@ def _read_file(path: Path, label: str, max_bytes: int) -> bytes:
             data = fh.read()
     except OSError as exc:
         raise TelemetryError(label, "file", f"cannot be read ({exc})", "check the path") from exc
-    _check_magic(data[:_CARD], label)
+    check_magic(data[:80], label)
     return data
 
 
-def _check_magic(head: bytes, label: str) -> None:
-    if not head.startswith(b"SIMPLE  =") or head[29:30] != b"T":
-        shown = head[:16].decode("latin-1").encode("unicode_escape").decode()
-        raise TelemetryError(
-            label,
-            "payload",
-            f"is not FITS (starts with {shown!r}, expected 'SIMPLE  =  ... T')",
-            "send the FITS file's bytes unchanged (see nrt.telemetry.formats.write_chunk)",
-        )
-
-
-@dataclass(frozen=True)
-class _HDU:
-    header: fits.Header
-    data_offset: int
-    data_size: int
-
-
-def _walk_hdus(data: bytes, label: str) -> list[_HDU]:
-    """Parse every header and locate every data unit, checking nothing is cut off."""
-    _check_magic(data[:_CARD], label)
-    hdus: list[_HDU] = []
-    offset = 0
-    while offset < len(data) and len(hdus) < _MAX_HDUS:
-        header, data_offset = _read_header(data, offset, label, len(hdus))
-        size = _data_size(header, label, len(hdus))
-        if data_offset + size > len(data):
-            raise TelemetryError(
-                label,
-                f"HDU {len(hdus)} data",
-                f"truncated: header promises {size} bytes, only {len(data) - data_offset} present",
-                "the transfer was cut short: send the complete file again",
-            )
-        hdus.append(_HDU(header, data_offset, size))
-        offset = data_offset + -(-size // _BLOCK) * _BLOCK
-    return hdus
-
-
-def _read_header(data: bytes, offset: int, label: str, index: int) -> tuple[fits.Header, int]:
-    for block in range(_MAX_HEADER_BLOCKS):
-        start = offset + block * _BLOCK
-        chunk = data[start : start + _BLOCK]
-        if len(chunk) < _BLOCK:
-            raise TelemetryError(
-                label,
-                f"HDU {index} header",
-                "truncated: the header ends before its END card",
-                "the transfer was cut short: send the complete file again",
-            )
-        cards = [chunk[i : i + _CARD] for i in range(0, _BLOCK, _CARD)]
-        if any(card.rstrip() == b"END" for card in cards):
-            text = data[offset : start + _BLOCK].decode("ascii", errors="replace")
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    header = fits.Header.fromstring(text)
-            except Exception as exc:
-                raise TelemetryError(
-                    label, f"HDU {index} header", f"is not valid FITS ({exc})", "rewrite the file"
-                ) from exc
-            return header, start + _BLOCK
-    raise TelemetryError(
-        label,
-        f"HDU {index} header",
-        f"no END card within {_MAX_HEADER_BLOCKS} blocks",
-        "this is not a FITS header: send a FITS file",
-    )
-
-
-def _data_size(header: fits.Header, label: str, index: int) -> int:
-    try:
-        naxis = int(header.get("NAXIS", 0))
-        if naxis == 0:
-            return 0
-        bitpix = abs(int(header["BITPIX"]))
-        count = math.prod(int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1))
-        pcount, gcount = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise TelemetryError(
-            label, f"HDU {index} header", f"bad structural keyword ({exc})", "rewrite the file"
-        ) from exc
-    if min(naxis, bitpix, count, pcount, gcount) < 0:
-        raise TelemetryError(
-            label, f"HDU {index} header", "negative NAXISn/PCOUNT/GCOUNT", "rewrite the file"
-        )
-    return bitpix // 8 * gcount * (pcount + count)
-
-
-_TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
-_CODES = {"L": "i1", "B": "u1", "I": ">i2", "J": ">i4", "K": ">i8", "E": ">f4", "D": ">f8"}
-_CODES.update({"C": ">c8", "M": ">c16"})
-#: (TFORM code, TZEROn) pairs that mean "unsigned" (or signed bytes), not scaling.
-_UNSIGNED = {("I", 32768): "u2", ("J", 2**31): "u4", ("K", 2**63): "u8", ("B", -128): "i1"}
-
-
-def _table_columns(hdu: _HDU, data: bytes, label: str, ext: str) -> dict[str, np.ndarray]:
-    """View a BINTABLE with numpy and return native-endian copies of its columns."""
-    h = hdu.header
-    if h.get("XTENSION", "").strip() != "BINTABLE":
-        raise TelemetryError(
-            label,
-            ext,
-            f"is a {h.get('XTENSION')!r} extension, not BINTABLE",
-            "write a binary table",
-        )
-    names, formats, offsets, kinds = [], [], [], []
-    pos = 0
-    for i in range(1, int(h.get("TFIELDS", 0)) + 1):
-        tform = str(h.get(f"TFORM{i}", ""))
-        match = _TFORM.match(tform)
-        name = str(h.get(f"TTYPE{i}", f"COL{i}")).strip().upper()
-        if not match or match[2] in "PQX":
-            raise TelemetryError(
-                label,
-                f"{ext} column {name}",
-                f"format TFORM{i}={tform!r} is not supported",
-                "use fixed-width numeric or string columns",
-            )
-        repeat = int(match[1] or 1)
-        code = match[2]
-        if code == "A":
-            dtype = np.dtype(f"S{repeat}")
-            width = repeat
-        else:
-            base = np.dtype(_CODES[code])
-            dtype = base if repeat == 1 else np.dtype((base, (repeat,)))
-            width = base.itemsize * repeat
-        if repeat:
-            names.append(name)
-            formats.append(dtype)
-            offsets.append(pos)
-            kinds.append((code, i))
-        pos += width
-    rowlen, nrows = int(h["NAXIS1"]), int(h["NAXIS2"])
-    if pos != rowlen:
-        raise TelemetryError(
-            label,
-            ext,
-            f"columns add up to {pos} bytes per row but NAXIS1={rowlen}",
-            "rewrite the file",
-        )
-    if len(set(names)) != len(names):
-        raise TelemetryError(
-            label, ext, "duplicate column names", "give each column its own TTYPEn"
-        )
-    struct = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": rowlen})
-    rows = np.frombuffer(data, dtype=struct, count=nrows, offset=hdu.data_offset)
-    columns: dict[str, np.ndarray] = {}
-    for name, (code, i) in zip(names, kinds, strict=True):
-        columns[name] = _decode(rows[name], code, h, i)
-    return columns
-
-
-def _decode(raw: np.ndarray, code: str, h: fits.Header, i: int) -> np.ndarray:
-    """Native-endian copy of one column, with the FITS unsigned/scaling conventions applied."""
-    if code == "A":
-        return np.char.rstrip(raw.astype("U"))
-    if code == "L":
-        return raw == ord("T")
-    native = raw.astype(raw.dtype.newbyteorder("="))
-    zero, scale = h.get(f"TZERO{i}", 0), h.get(f"TSCAL{i}", 1)
-    target = _UNSIGNED.get((code, zero)) if scale == 1 else None
-    if target:  # flipping the sign bit is adding 2**(bits-1) modulo 2**bits
-        bits = native.dtype.itemsize * 8
-        flip = np.array(1 << (bits - 1), dtype=f"u{bits // 8}")
-        return (native.view(f"u{bits // 8}") ^ flip).view(target)
-    if zero != 0 or scale != 1:
-        return native * float(scale) + float(zero)
-    return native
-
-
-def _header_dict(*headers: fits.Header) -> dict[str, Any]:
+def _header_dict(*headers: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     for header in headers:
-        for key, value in header.items():
-            if key not in _SKIP_KEYS:
-                merged[key] = value
+        merged.update(header)
     return merged
 
 
-def _parse(data: bytes, label: str, expect: tuple[str, str, int] | None) -> Chunk:
-    sha = hashlib.sha256(data).hexdigest()
-    hdus = _walk_hdus(data, label)
-    by_ext = {str(h.header.get("EXTNAME", "")).strip().upper(): h for h in hdus[1:]}
+def _parse(
+    data: bytes, label: str, expect: tuple[str, str, int] | None, sha: str | Future[str]
+) -> Chunk:
+    hdus = walk_hdus(data, label)
+    by_ext = {h.extname: h for h in hdus[1:]}
     if expect is not None:
         kind = expect[0]
         if EXTENSIONS[kind] not in by_ext:
@@ -429,7 +266,7 @@ def _parse(data: bytes, label: str, expect: tuple[str, str, int] | None) -> Chun
     ext = EXTENSIONS[kind]
     hdu = by_ext[ext]
     header = _header_dict(hdus[0].header, hdu.header)
-    columns = _table_columns(hdu, data, label, ext)
+    columns = table_columns(hdu, data, label)
     _check_columns(kind, columns, label, ext)
 
     pointing = _check_pointing(header, label, expect)
@@ -470,7 +307,7 @@ def _parse(data: bytes, label: str, expect: tuple[str, str, int] | None) -> Chun
         pointing=pointing,
         instrument=instrument,
         name=label,
-        sha256=sha,
+        sha256=sha if isinstance(sha, str) else sha.result(),
         header=header,
         columns=columns,
         tstart=tstart,
@@ -587,18 +424,17 @@ def _check_times(
 ) -> None:
     if not len(time):
         return
-    finite = np.isfinite(time)
-    if not finite.all():
-        first = int(np.argmin(finite))
+    if not (np.isfinite(time.min()) and np.isfinite(time.max())):  # NaN propagates to min
+        finite = np.isfinite(time)
         raise TelemetryError(
             label,
             f"{ext} column TIME",
-            f"{int(np.count_nonzero(~finite))} non-finite values (first at row {first + 1})",
+            f"{int(np.count_nonzero(~finite))} non-finite values "
+            f"(first at row {int(np.argmin(finite)) + 1})",
             "drop rows with NaN/inf times before sending",
         )
-    steps = np.diff(time)
-    if len(steps) and steps.min() < 0:
-        first = int(np.argmax(steps < 0))
+    first = first_decrease(time)
+    if first is not None:
         raise TelemetryError(
             label,
             f"{ext} column TIME",
@@ -615,6 +451,18 @@ def _check_times(
             f"({tstart!r}..{tstop!r})",
             "set TSTART/TSTOP to cover the data (TIME + TIMEZERO)",
         )
+
+
+def first_decrease(values: np.ndarray, block: int = 1 << 16) -> int | None:
+    """Index i of the first ``values[i + 1] < values[i]``, or None; no big temporaries."""
+    buf = np.empty(min(max(len(values) - 1, 0), block), dtype=bool)
+    for start in range(0, len(values) - 1, block):
+        stop = min(start + block, len(values) - 1)
+        out = buf[: stop - start]
+        np.less(values[start + 1 : stop + 1], values[start:stop], out=out)
+        if out.any():
+            return start + int(out.argmax())
+    return None
 
 
 def _check_pointing_table(columns: dict[str, np.ndarray], label: str, ext: str) -> None:
