@@ -44,11 +44,10 @@ class HDU:
 def check_magic(head: bytes, label: str) -> None:
     """Refuse anything that does not start like a FITS primary header."""
     if not head.startswith(b"SIMPLE  =") or head[29:30] != b"T":
-        shown = head[:16].decode("latin-1").encode("unicode_escape").decode()
         raise TelemetryError(
             label,
             "payload",
-            f"is not FITS (starts with {shown!r}, expected 'SIMPLE  =  ... T')",
+            f"is not FITS (starts with {head[:16]!r}, expected b'SIMPLE  =  ... T')",
             "send the FITS file's bytes unchanged (see nrt.telemetry.formats.write_chunk)",
         )
 
