@@ -68,7 +68,7 @@ class Element:
             if name.startswith("input_"):
                 if not _is_element_spec(value):
                     raise GraphError(
-                        f"{cls.__qualname__}.{name} must be an Element class or instance, "
+                        f"{cls.__name__}.{name} must be an Element class or instance, "
                         f"got {type(value).__name__} {value!r}; declare inputs as "
                         f"`{name} = SomeElement` or `{name} = SomeElement(param=...)`"
                     )
@@ -77,7 +77,7 @@ class Element:
                     sig.canonical(value)
                 except sig.SignatureError as exc:
                     raise TypeError(
-                        f"{cls.__qualname__}.{name}: parameters must be plain values; {exc}. "
+                        f"{cls.__name__}.{name}: parameters must be plain values; {exc}. "
                         f"Make it private (`_{name}`) if it is not a parameter."
                     ) from None
         cls._code_hash = None
@@ -120,7 +120,7 @@ class Element:
         unknown = sorted(set(kwargs) - set(params) - set(inputs))
         if unknown:
             raise TypeError(
-                f"{cls.__qualname__}() got unknown keyword(s) {', '.join(unknown)}; "
+                f"{cls.__name__}() got unknown keyword(s) {', '.join(unknown)}; "
                 f"parameters: {', '.join(sorted(params)) or 'none'}; "
                 f"inputs: {', '.join(sorted(inputs)) or 'none'}"
             )
@@ -130,11 +130,11 @@ class Element:
                 try:
                     sig.canonical(value)
                 except sig.SignatureError as exc:
-                    raise TypeError(f"{cls.__qualname__}({name}=...): {exc}") from None
+                    raise TypeError(f"{cls.__name__}({name}=...): {exc}") from None
             object.__setattr__(self, name, copy.deepcopy(value))
         stack = _constructing.__dict__.setdefault("stack", [])
         if cls in stack:
-            path = " -> ".join(k.__qualname__ for k in [*stack[stack.index(cls) :], cls])
+            path = " -> ".join(k.__name__ for k in [*stack[stack.index(cls) :], cls])
             raise GraphError(
                 f"cycle in the element graph: {path}; an element cannot depend on itself"
             )
@@ -144,7 +144,7 @@ class Element:
                 spec = kwargs.get(name, spec)
                 if not _is_element_spec(spec):
                     raise GraphError(
-                        f"{cls.__qualname__}({name}=...) must be an Element class or instance, "
+                        f"{cls.__name__}({name}=...) must be an Element class or instance, "
                         f"got {type(spec).__name__}"
                     )
                 object.__setattr__(self, name, spec() if isinstance(spec, type) else spec)
@@ -154,7 +154,7 @@ class Element:
 
     def main(self) -> None:
         """Compute the outputs from the inputs and parameters. Override this."""
-        raise NotImplementedError(f"{type(self).__qualname__} must define main()")
+        raise NotImplementedError(f"{type(self).__name__} must define main()")
 
     # ------------------------------------------------------------ identity
 
@@ -234,7 +234,7 @@ class Element:
             if sig.canonical(v) != sig.canonical(defaults[k])
         }
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"{cls.__qualname__}({args})"
+        return f"{cls.__name__}({args})"
 
 
 def _is_element_spec(value: Any) -> bool:

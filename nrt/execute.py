@@ -28,7 +28,7 @@ class ElementError(RuntimeError):
     """An element's main() raised an unexpected exception (not cached)."""
 
     def __init__(self, element: Element, signature: str, error: BaseException) -> None:
-        self.element_name = type(element).__qualname__
+        self.element_name = type(element).__name__
         self.signature = signature
         super().__init__(
             f"{self.element_name} [{signature[:12]}] failed: {type(error).__name__}: {error}"
@@ -51,7 +51,7 @@ class Node:
 
     @property
     def name(self) -> str:
-        return type(self.element).__qualname__
+        return type(self.element).__name__
 
 
 def plan(target: Element, cache: Cache) -> dict[str, Node]:

@@ -70,7 +70,7 @@ class _Writer:
                 f"pickle; convert it to a numeric/string dtype or a Table. Allowed: {ALLOWED}"
             )
         buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+        np.lib.format.write_array(buf, np.require(arr, requirements="C"), allow_pickle=False)
         return buf.getbuffer()
 
     def encode(self, value: Any, path: str) -> Any:

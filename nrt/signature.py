@@ -74,7 +74,7 @@ def canonical(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.hasobject:
             return ["l", [canonical(v) for v in value.tolist()]]
-        arr = np.ascontiguousarray(value)
+        arr = np.require(value, requirements="C")
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return ["a", arr.dtype.str, list(arr.shape), hashlib.sha256(arr.tobytes()).hexdigest()]
     if isinstance(value, list | tuple):

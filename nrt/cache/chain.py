@@ -168,7 +168,7 @@ class Cache:
         manifest = self.manifest_for(element, run_seconds)
         manifest.update(
             status="failed",
-            error=f"{type(error).__name__}: {error}",
+            error=str(error),
             expires=time.time() + float(type(element).negative_ttl),
             outputs={},
             files={},

@@ -79,7 +79,7 @@ class LocalTier:
     def read_manifest(self, signature: str) -> dict | None:
         try:
             return json.loads((self.path(signature) / "manifest.json").read_bytes())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except (ValueError, UnicodeDecodeError) as exc:
             raise products.CorruptProduct(
