@@ -1,0 +1,339 @@
+"""The inbox source: telemetry files dropped into a directory (DESIGN.md sections 5 and 9).
+
+Producers write a file under a temporary name and rename it into the inbox. We watch
+the directory with ``watchfiles`` (inotify on Linux), and rescan it in full at start
+and periodically, because events are lost while the daemon is down or on network
+file systems.
+
+A file is read only when no process holds it open for writing. On Linux that is
+asked of the kernel directly: a read lease (``F_SETLEASE``) is granted only when
+nobody has the file open for writing, so a renamed-in file is read at once and a
+file written in place waits until its writer closes it. Where leases are not
+available (another owner without ``CAP_LEASE``, NFS), the file must keep the same
+size and mtime for ``settle`` seconds. In both cases the size and mtime are checked
+again around the read, and the bytes that were hashed are the bytes that are parsed.
+
+Each content hash is handled once (``IngestLog``), also across restarts; a file
+already seen with the same inode, size and times is skipped without reading it.
+Anything that cannot be parsed is moved to the quarantine with a reason, and the
+source goes on. Parsed chunks go onto a bounded ``asyncio.Queue``: when it is full,
+the source waits (the files wait in the inbox; nothing is dropped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import watchfiles
+
+from nrt.telemetry.formats import MAX_CHUNK_BYTES, Chunk, TelemetryError, read_chunk
+from nrt.telemetry.ingest import (
+    IngestLog,
+    Problem,
+    Quarantine,
+    is_safe_name,
+    is_temp_name,
+    printable,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "inbox"
+
+
+@dataclass
+class _Waiting:
+    """A file not ready yet: last observation and when to look again."""
+
+    size: int
+    mtime_ns: int
+    due: float
+
+
+async def parse_off_loop(data: bytes, name: str, sha256: str) -> Chunk | TelemetryError:
+    """``read_chunk`` on a worker thread, so a big chunk never blocks the event loop."""
+    try:
+        return await asyncio.to_thread(read_chunk, data, name, sha256=sha256)
+    except TelemetryError as exc:
+        return exc
+
+
+def _writers_absent(path: Path) -> bool | None:
+    """True if no process has ``path`` open for writing, False if one has, None if unknown."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return True
+    except BlockingIOError:
+        return False
+    except OSError:  # EACCES (not our file), EINVAL (file system without leases), ...
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_unchanged(path: Path, st: os.stat_result) -> bytes | None:
+    """The file's bytes if it is still the file ``st`` describes before and after reading."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        before = os.fstat(fd)
+        if _identity(before) != _identity(st):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(st.st_size + 1)
+        after = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if len(data) != st.st_size or _identity(after) != _identity(st):
+        return None
+    return data
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kind_of_entry(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a device or other special file"
+
+
+class InboxSource:
+    """Watch ``inbox`` and put every new, complete, valid chunk on ``queue`` once.
+
+    ``debounce_ms``/``step_ms`` go to ``watchfiles.awatch``: a batch of events is
+    handed over ``step_ms`` after the last event (at most ``debounce_ms`` after the
+    first), so a renamed-in file is seen within a few milliseconds.
+    """
+
+    def __init__(
+        self,
+        inbox: Path,
+        queue: asyncio.Queue[Chunk],
+        log: IngestLog,
+        quarantine: Quarantine,
+        *,
+        rescan_interval: float = 30.0,
+        settle: float = 2.0,
+        poll_interval: float = 0.1,
+        debounce_ms: int = 50,
+        step_ms: int = 5,
+        max_bytes: int = MAX_CHUNK_BYTES,
+    ) -> None:
+        self.inbox = Path(inbox).absolute()
+        self.queue = queue
+        self.log = log
+        self.quarantine = quarantine
+        self.rescan_interval = rescan_interval
+        self.settle = settle
+        self.poll_interval = poll_interval
+        self.debounce_ms = debounce_ms
+        self.step_ms = step_ms
+        self.max_bytes = max_bytes
+        self._todo: asyncio.Queue[str] = asyncio.Queue()
+        self._queued: set[str] = set()
+        self._waiting: dict[str, _Waiting] = {}
+        #: set once the first full scan has been queued and the watcher is running.
+        self.started = asyncio.Event()
+
+    # ------------------------------------------------------------ running
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; the file being handled is finished first."""
+        self.inbox.mkdir(parents=True, exist_ok=True)
+        tasks = [
+            asyncio.create_task(self._watch(stop), name="inbox-watch"),
+            asyncio.create_task(self._rescan_periodically(stop), name="inbox-rescan"),
+            asyncio.create_task(self._recheck_waiting(stop), name="inbox-recheck"),
+        ]
+        worker = asyncio.create_task(self._work(), name="inbox-work")
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            worker.cancel()
+            await asyncio.gather(*tasks, worker, return_exceptions=True)
+
+    def _enqueue(self, path: str) -> None:
+        if path not in self._queued:
+            self._queued.add(path)
+            self._todo.put_nowait(path)
+
+    def _filter(self, change: watchfiles.Change, path: str) -> bool:
+        return change != watchfiles.Change.deleted and not is_temp_name(os.path.basename(path))
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                async for changes in watchfiles.awatch(
+                    self.inbox,
+                    watch_filter=self._filter,
+                    debounce=self.debounce_ms,
+                    step=self.step_ms,
+                    stop_event=stop,
+                    recursive=False,
+                ):
+                    for _change, path in sorted(changes, key=lambda c: c[1]):
+                        self._enqueue(path)
+            except Exception as exc:  # the directory vanished, inotify limits, ...
+                log.warning("watching %s failed (%s); relying on rescans", self.inbox, exc)
+                await asyncio.sleep(1.0)
+
+    async def _rescan_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.rescan()
+            self.started.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.rescan_interval)
+
+    def rescan(self) -> None:
+        """Queue every entry of the inbox (cheap for files already handled)."""
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.inbox))
+        except OSError as exc:
+            log.warning("cannot list inbox %s: %s", self.inbox, exc)
+            return
+        for name in names:
+            if not is_temp_name(name):
+                self._enqueue(os.path.join(self.inbox, name))
+
+    async def _recheck_waiting(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            for path, waiting in list(self._waiting.items()):
+                if waiting.due <= now:
+                    self._enqueue(path)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _work(self) -> None:
+        while True:
+            path = await self._todo.get()
+            self._queued.discard(path)
+            try:
+                await self.handle(Path(path))
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never let one file stop the source
+                log.exception("unexpected error handling %s", printable(path))
+
+    # ------------------------------------------------------------ one file
+
+    async def handle(self, path: Path) -> None:
+        """Look at one inbox entry: skip, wait, quarantine, or parse and emit it."""
+        name = path.name
+        if is_temp_name(name) or path.parent != self.inbox:
+            return
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._waiting.pop(str(path), None)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            return
+        if not stat.S_ISREG(st.st_mode):
+            what = _kind_of_entry(st.st_mode)
+            self._quarantine(
+                path,
+                Problem(
+                    f"is {what}, not a regular file (never followed or opened)",
+                    "producers must write a regular file and rename it into the inbox",
+                ),
+            )
+            return
+        if not is_safe_name(name):
+            self._quarantine(
+                path,
+                Problem(
+                    f"file name {printable(name)!r} has characters outside A-Z a-z 0-9 . _ + - "
+                    "or is longer than 200 characters",
+                    "name files <kind>_<pointing>_<seq>.fits",
+                ),
+            )
+            return
+        if self.log.known_file(path, st):
+            self._waiting.pop(str(path), None)
+            return
+        if not await self._ready(path, st):
+            return
+        if st.st_size > self.max_bytes:
+            self._quarantine(
+                path,
+                Problem(
+                    f"file size: {st.st_size} bytes exceeds the {self.max_bytes}-byte limit "
+                    "for one chunk (not read)",
+                    "split the telemetry into chunks of a few seconds",
+                ),
+            )
+            return
+        data = await asyncio.to_thread(_read_unchanged, path, st)
+        if data is None:  # changed under us: look again when it settles
+            self._wait(path, st)
+            return
+        sha = await asyncio.to_thread(_sha256, data)
+        if not self.log.claim(sha):
+            self.log.remember_file(path, st, sha)
+            self.log.count_duplicate(SOURCE)
+            return
+        result = await parse_off_loop(data, name, sha)
+        if isinstance(result, TelemetryError):
+            self._quarantine(path, Problem.of(result), sha)
+            return
+        await self.queue.put(result)
+        # Recorded right after the put, before this coroutine yields again: a consumer
+        # that takes the chunk from the queue always finds its record.
+        self.log.record_chunk(result, path, SOURCE)
+        self.log.remember_file(path, st, sha)
+
+    async def _ready(self, path: Path, st: os.stat_result) -> bool:
+        """True if nobody is writing the file; otherwise note it and look again later."""
+        absent = await asyncio.to_thread(_writers_absent, path)
+        if absent:
+            self._waiting.pop(str(path), None)
+            return True
+        previous = self._waiting.get(str(path))
+        if absent is None and previous is not None:
+            unchanged = (previous.size, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
+            if unchanged and time.time() - st.st_mtime_ns / 1e9 >= self.settle:
+                self._waiting.pop(str(path), None)
+                return True
+        self._wait(path, st)
+        return False
+
+    def _wait(self, path: Path, st: os.stat_result) -> None:
+        self._waiting[str(path)] = _Waiting(
+            st.st_size, st.st_mtime_ns, time.monotonic() + min(self.poll_interval, self.settle)
+        )
+
+    def _quarantine(self, path: Path, problem: Problem, sha256: str | None = None) -> None:
+        self._waiting.pop(str(path), None)
+        target = self.quarantine.move(path, SOURCE, problem, sha256)
+        if target is not None:
+            log.warning(
+                "quarantined %s -> %s: %s", printable(path.name), target.name, problem.problem
+            )

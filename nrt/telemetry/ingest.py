@@ -1,0 +1,394 @@
+"""What has been ingested, and where bad input goes (DESIGN.md section 5).
+
+``IngestLog`` is the SQLite record (under the state directory) that makes every
+telemetry file handled once per content hash, by every source and across restarts;
+it also holds what the pointing tracker needs to resume (kind, pointing, times and
+stored path of each chunk, and which pointings were already announced).
+
+``Quarantine`` is the directory where input that cannot be used is moved, each file
+with a ``<name>.reason`` JSON file beside it (original name, source, problem, fix,
+time), so an operator sees what was wrong and the daemon goes on.
+
+Names from outside (inbox entries, MQTT user properties) are never used as paths
+without :func:`is_safe_name`; :func:`sanitize_name` gives a harmless stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from nrt.paths import state_dir
+from nrt.telemetry.formats import MJDREF_IJD, Chunk, TelemetryError
+
+#: A name that is safe as one path component: no separators, no leading dot, no odd bytes.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+#: Suffixes producers use while writing (the file is renamed to its final name afterwards).
+TEMP_SUFFIXES = (".tmp", ".part", "~")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    pointing TEXT NOT NULL,
+    tstart REAL NOT NULL,
+    tstop REAL NOT NULL,
+    mjdref REAL NOT NULL,
+    received REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_pointing ON chunks (pointing);
+CREATE TABLE IF NOT EXISTS pointing_spans (
+    sha256 TEXT NOT NULL,
+    pointing TEXT NOT NULL,
+    tstart REAL NOT NULL,
+    tstop REAL NOT NULL,
+    PRIMARY KEY (sha256, pointing)
+);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantined (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT,
+    problem TEXT NOT NULL,
+    fix TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS announced (
+    pointing TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+
+def is_temp_name(name: str) -> bool:
+    """Dotfiles and ``*.tmp``/``*.part``/``*~``: files a producer has not finished."""
+    return name.startswith(".") or name.endswith(TEMP_SUFFIXES)
+
+
+def is_safe_name(name: str) -> bool:
+    """True if ``name`` can be used as a single path component without surprises."""
+    return bool(SAFE_NAME.fullmatch(name)) and name not in (".", "..")
+
+
+def sanitize_name(name: str) -> str:
+    """A safe stand-in for an untrusted name (odd characters become ``_``)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]", "_", name).lstrip("._-+")[:120]
+    return cleaned or "unnamed"
+
+
+def printable(name: str) -> str:
+    """An untrusted name as text that can be stored and shown (undecodable bytes escaped)."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def absolute_seconds(seconds: float, mjdref: float) -> float:
+    """Seconds since MJDREF -> seconds since the INTEGRAL epoch (MJD 51544 TT)."""
+    return (mjdref - MJDREF_IJD) * 86400.0 + seconds
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One ingested chunk as the pointing tracker needs it (times: seconds since MJD 51544)."""
+
+    sha256: str
+    name: str
+    path: Path
+    source: str
+    kind: str
+    pointing: str
+    tstart: float
+    tstop: float
+    received: float
+    #: for ``pointing`` chunks: pointing id -> (TSTART, TSTOP) of each row.
+    spans: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why an input was refused: the two halves of a TelemetryError, or our own."""
+
+    problem: str
+    fix: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> Problem:
+        if isinstance(exc, TelemetryError):
+            return cls(f"{exc.field}: {exc.problem}", exc.fix)
+        return cls(f"{type(exc).__name__}: {exc}", "check the file; this looks like a bug")
+
+
+class IngestLog:
+    """SQLite record of handled content hashes, seen files, quarantine and announcements.
+
+    Used from one thread (the event loop); every write commits at once (WAL), so a
+    crash loses at most the file being handled, which the next rescan handles again.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = Path(path) if path else state_dir() / "ingest.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        self._claimed: set[str] = set()
+        #: events by (source, what): what in handled, duplicate, quarantined.
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # ------------------------------------------------------------ content hashes
+
+    def has(self, sha256: str) -> bool:
+        """True if a good chunk with this content was already handled by any source.
+
+        Refused content is not remembered as handled: sent again, it is refused again
+        (and counted again), so it never lingers unexplained in the inbox.
+        """
+        row = self._db.execute("SELECT 1 FROM chunks WHERE sha256 = ?", (sha256,)).fetchone()
+        return row is not None
+
+    def claim(self, sha256: str) -> bool:
+        """Reserve a content hash for handling; False if it is handled or being handled."""
+        if sha256 in self._claimed or self.has(sha256):
+            return False
+        self._claimed.add(sha256)
+        return True
+
+    def release(self, sha256: str) -> None:
+        """Give a claim back (the handling was abandoned, e.g. the file changed)."""
+        self._claimed.discard(sha256)
+
+    def record_chunk(self, chunk: Chunk, path: Path, source: str) -> ChunkRecord:
+        """Remember a good chunk (and where its bytes are kept) and count it."""
+        record = ChunkRecord(
+            sha256=chunk.sha256,
+            name=Path(chunk.name).name,
+            path=Path(path),
+            source=source,
+            kind=chunk.kind,
+            pointing=chunk.pointing,
+            tstart=absolute_seconds(chunk.tstart, chunk.mjdref),
+            tstop=absolute_seconds(chunk.tstop, chunk.mjdref),
+            received=time.time(),
+            spans=_pointing_spans(chunk),
+        )
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (
+                    record.sha256,
+                    record.name,
+                    str(record.path),
+                    source,
+                    record.kind,
+                    record.pointing,
+                    record.tstart,
+                    record.tstop,
+                    chunk.mjdref,
+                    record.received,
+                ),
+            )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pointing_spans VALUES (?,?,?,?)",
+                [(record.sha256, *span) for span in record.spans],
+            )
+        self._claimed.discard(chunk.sha256)
+        self.counts[(source, "handled")] += 1
+        return record
+
+    def record(self, sha256: str) -> ChunkRecord | None:
+        """The stored record of a handled chunk, or None."""
+        rows = self._records("WHERE c.sha256 = ?", (sha256,))
+        return rows[0] if rows else None
+
+    def records(self, pointing: str | None = None) -> list[ChunkRecord]:
+        """All handled chunks (of one pointing), in the order they were received."""
+        if pointing is None:
+            return self._records("", ())
+        return self._records("WHERE c.pointing = ?", (pointing,))
+
+    def _records(self, where: str, args: tuple) -> list[ChunkRecord]:
+        rows = self._db.execute(
+            "SELECT c.sha256, c.name, c.path, c.source, c.kind, c.pointing, c.tstart, c.tstop, "
+            f"c.received FROM chunks c {where} ORDER BY c.received, c.rowid",
+            args,
+        ).fetchall()
+        spans: dict[str, list[tuple[str, float, float]]] = {}
+        if any(row[4] == "pointing" for row in rows):
+            for sha, pid, start, stop in self._db.execute(
+                "SELECT sha256, pointing, tstart, tstop FROM pointing_spans ORDER BY rowid"
+            ):
+                spans.setdefault(sha, []).append((pid, start, stop))
+        return [
+            ChunkRecord(
+                sha256=row[0],
+                name=row[1],
+                path=Path(row[2]),
+                source=row[3],
+                kind=row[4],
+                pointing=row[5],
+                tstart=row[6],
+                tstop=row[7],
+                received=row[8],
+                spans=tuple(spans.get(row[0], ())),
+            )
+            for row in rows
+        ]
+
+    def count_duplicate(self, source: str) -> None:
+        self.counts[(source, "duplicate")] += 1
+
+    # ------------------------------------------------------------ inbox files
+
+    def known_file(self, path: Path, st: os.stat_result) -> bool:
+        """True if this exact file (same inode, size, times) was handled: no need to hash it."""
+        row = self._db.execute(
+            "SELECT ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?", (str(path),)
+        ).fetchone()
+        return row == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def remember_file(self, path: Path, st: os.stat_result, sha256: str) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
+                (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256),
+            )
+
+    # ------------------------------------------------------------ quarantine
+
+    def record_quarantine(
+        self, name: str, path: Path, source: str, sha256: str | None, problem: Problem
+    ) -> None:
+        now = time.time()
+        with self._db:
+            self._db.execute(
+                "INSERT INTO quarantined (name, path, source, sha256, problem, fix, at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (printable(name), str(path), source, sha256, problem.problem, problem.fix, now),
+            )
+        if sha256:
+            self._claimed.discard(sha256)
+        self.counts[(source, "quarantined")] += 1
+
+    def quarantined(self) -> list[dict]:
+        """Every quarantined input, oldest first."""
+        cursor = self._db.execute(
+            "SELECT name, path, source, sha256, problem, fix, at FROM quarantined ORDER BY id"
+        )
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor]
+
+    # ------------------------------------------------------------ pointings
+
+    def announce(self, pointing: str, digest: str, reason: str) -> None:
+        """Remember that a pointing was handed on complete with this set of files."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO announced VALUES (?,?,?,?)",
+                (pointing, digest, reason, time.time()),
+            )
+
+    def announced(self) -> dict[str, str]:
+        """pointing -> digest of the file set it was last announced with."""
+        return dict(self._db.execute("SELECT pointing, digest FROM announced"))
+
+
+def _pointing_spans(chunk: Chunk) -> tuple[tuple[str, float, float], ...]:
+    if chunk.kind != "pointing":
+        return ()
+    cols = chunk.columns
+    return tuple(
+        (
+            str(pid),
+            absolute_seconds(float(start), chunk.mjdref),
+            absolute_seconds(float(stop), chunk.mjdref),
+        )
+        for pid, start, stop in zip(cols["POINTING"], cols["TSTART"], cols["TSTOP"], strict=True)
+    )
+
+
+class Quarantine:
+    """A directory of refused inputs, each beside a ``<name>.reason`` JSON file."""
+
+    def __init__(self, directory: Path, log: IngestLog) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.log = log
+
+    def _free_name(self, name: str) -> str:
+        base = sanitize_name(name)
+        candidate, n = base, 1
+        while os.path.lexists(self.directory / candidate) or os.path.lexists(
+            self.directory / f"{candidate}.reason"
+        ):
+            n += 1
+            candidate = f"{base}~{n}"
+        return candidate
+
+    def move(
+        self, path: Path, source: str, problem: Problem, sha256: str | None = None
+    ) -> Path | None:
+        """Move an inbox entry (file, symlink, fifo: never followed) here; None if it vanished."""
+        target = self.directory / self._free_name(path.name)
+        try:
+            os.replace(path, target)  # renames the entry itself, never what a link points to
+        except FileNotFoundError:
+            return None
+        except OSError as exc:  # another file system: leave it, but still say why
+            target = path
+            problem = Problem(
+                f"{problem.problem} (could not be moved to quarantine: {exc})", problem.fix
+            )
+        self._finish(path.name, target, source, problem, sha256)
+        return target
+
+    def store(self, data: bytes, name: str, source: str, problem: Problem, sha256: str) -> Path:
+        """Keep refused bytes (an MQTT payload) as a file here."""
+        target = self.directory / self._free_name(name)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o640)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        self._finish(name, target, source, problem, sha256)
+        return target
+
+    def _finish(
+        self, name: str, target: Path, source: str, problem: Problem, sha256: str | None
+    ) -> None:
+        reason = {
+            "name": printable(name),
+            "source": source,
+            "problem": problem.problem,
+            "fix": problem.fix,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "sha256": sha256,
+        }
+        reason_path = target.with_name(target.name + ".reason")
+        reason_path.write_text(json.dumps(reason, indent=1) + "\n")
+        self.log.record_quarantine(name, target, source, sha256, problem)
