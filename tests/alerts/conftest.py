@@ -3,6 +3,7 @@ trigger records as the detectors make them, and a persistent MQTT subscriber."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import subprocess
 from importlib import resources
@@ -15,6 +16,7 @@ from referencing import Registry, Resource
 
 from detectors.trigger import Trigger
 from nrt.alerts.model import GCN_SCHEMA_VERSION, schema_text
+from tests.support.mosquitto import Mosquitto
 from tests.support.services import require_binary
 
 HERE = Path(__file__).parent
@@ -70,6 +72,25 @@ def voevent_schema() -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(xsd)))
 
 
+def broker_in(workdir: Path, **options) -> Mosquitto:
+    """A mosquitto that keeps its persistence and log when the tests run as root.
+
+    Started as root, mosquitto drops to the "mosquitto" user, which cannot write
+    into pytest's private tmp dirs: no log, no persistence across restarts.
+    Naming our own user keeps it as it is (tests/support's fixture lacks this).
+    """
+    extra = f"user {getpass.getuser()}\n" + options.pop("extra", "")
+    return Mosquitto(workdir=workdir, extra=extra, **options)
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A started persistent broker for the alert tests."""
+    started = broker_in(tmp_path / "mosquitto").start()
+    yield started
+    started.stop()
+
+
 def make_trigger(**overrides) -> Trigger:
     fields = {
         "instrument": "acs",
@@ -86,3 +107,22 @@ def make_trigger(**overrides) -> Trigger:
     }
     fields.update(overrides)
     return Trigger(**fields)
+
+
+def make_burst(n_ids: int, per_id: int, tense: str = "test") -> list:
+    """`n_ids` bursts with `per_id` revisions each (initial, updates, a retraction
+    last when per_id > 2), interleaved across bursts as a busy day would be."""
+    from nrt.alerts import Alert
+
+    chains = []
+    for i in range(n_ids):
+        trigger = make_trigger(time_utc=f"2026-03-14T02:{i // 60:02d}:{i % 60:02d}.125Z")
+        chain = [Alert.initial_from_trigger(trigger, tense=tense)]
+        for r in range(1, per_id):
+            if r == per_id - 1 and per_id > 2:
+                chain.append(chain[-1].retracted(f"test retraction of burst {i}"))
+            else:
+                loc = {"ra": (10.0 * i + r) % 360, "dec": -20.0 + r, "ra_dec_error": 0.5 / r}
+                chain.append(chain[-1].updated(localization=loc))
+        chains.append(chain)
+    return [chain[r] for r in range(per_id) for chain in chains]

@@ -1,0 +1,173 @@
+"""Publication through a real mosquitto: outages, ordering, properties, sinks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nrt.alerts import AlertsConfig, MqttConfig, Publisher
+from nrt.alerts.mqtt import JSON_TYPE, VOEVENT_TYPE
+from tests.alerts.conftest import broker_in, make_burst
+from tests.alerts.subscriber import Collector
+from tests.support.mosquitto import Mosquitto
+
+
+def assert_each_once_in_order(collector: Collector, alerts) -> None:
+    keys = [m.key for m in collector.alerts()]
+    assert sorted(keys) == sorted(a.key for a in alerts), "missing or duplicated alerts"
+    for alert_id in {a.id for a in alerts}:
+        numbers = [n for i, n in keys if i == alert_id]
+        assert numbers == sorted(numbers), f"{alert_id} arrived out of order: {numbers}"
+
+
+def test_broker_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
+    broker = broker_in(tmp_path / "mq").start()
+    collector = Collector("127.0.0.1", broker.port, client_id="persistent-sub").start()
+    alerts = make_burst(n_ids=6, per_id=3)
+    try:
+        broker.stop()
+
+        async def publish_through_outage() -> None:
+            config = AlertsConfig(mqtt=MqttConfig(url=broker.url), retry_max=0.3)
+            async with Publisher(config) as publisher:
+                for alert in alerts:
+                    assert await publisher.submit(alert)
+                assert not await publisher.submit(alerts[0]), "resubmission must be a no-op"
+                await asyncio.sleep(0.8)  # several failed attempts
+                assert publisher.outbox.count_pending() == len(alerts)
+                assert "unreachable" in publisher.errors["mqtt"]
+                broker.start()
+                await publisher.flush(timeout=20)
+                assert publisher.errors["mqtt"] is None
+
+        asyncio.run(publish_through_outage())
+        collector.wait_for(lambda c: len(c.on("/voevent")) >= len(alerts), settle=0.5)
+        assert_each_once_in_order(collector, alerts)
+        assert sorted(m.key for m in collector.on("/voevent")) == sorted(a.key for a in alerts)
+        first = collector.alerts()[0]
+        assert first.topic == "nrt/alerts/acs"
+        assert first.content_type == JSON_TYPE and first.expiry is not None
+        assert 0 < first.expiry <= 7 * 86400
+        assert collector.on("/voevent")[0].content_type == VOEVENT_TYPE
+        body = json.loads(first.payload)
+        assert (body["id"], body["record_number"]) == first.key
+    finally:
+        collector.stop()
+        broker.stop()
+
+
+def test_status_and_health_are_retained(tmp_path: Path, broker: Mosquitto) -> None:
+    async def session() -> None:
+        config = AlertsConfig(mqtt=MqttConfig(url=broker.url, prefix="obs1"))
+        async with Publisher(config) as publisher:
+            await publisher.submit(make_burst(1, 1)[0])
+            await publisher.flush(timeout=10)
+            await publisher.publish_health("ACS", {"pointing": "029400210010", "status": 0})
+            late = Collector("127.0.0.1", broker.port, ("obs1/#",), "late-sub")
+            await asyncio.to_thread(late.start)
+            await asyncio.to_thread(
+                late.wait_for, lambda c: len(c.on("/status")) and len(c.on("/health/acs"))
+            )
+            late.stop()
+            status = json.loads(late.on("/status")[-1].payload)
+            assert status["status"] == "online" and late.on("/status")[-1].retain
+            health = late.on("/health/acs")[-1]
+            assert health.retain and json.loads(health.payload)["pointing"] == "029400210010"
+            assert not late.alerts(), "alerts are not retained"
+
+    asyncio.run(session())
+    after = Collector("127.0.0.1", broker.port, ("obs1/status",), "after-sub").start()
+    after.wait_for(lambda c: len(c.messages) >= 1)
+    after.stop()
+    assert json.loads(after.messages[-1].payload)["status"] == "offline"
+
+
+def test_other_sinks_cannot_block_or_lose_mqtt(tmp_path: Path, broker: Mosquitto) -> None:
+    """A hook that hangs and a directory that cannot be written leave MQTT untouched;
+    a working hook and directory get every revision."""
+    collector = Collector("127.0.0.1", broker.port, client_id="sink-sub").start()
+    alerts = make_burst(n_ids=3, per_id=2)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("in the way")
+    hung = [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    async def with_broken_sinks() -> None:
+        config = AlertsConfig(
+            mqtt=MqttConfig(url=broker.url),
+            directory=not_a_dir / "alerts",
+            hook=hung,
+            hook_timeout=30,
+            outbox=tmp_path / "broken.sqlite",
+        )
+        async with Publisher(config) as publisher:
+            for alert in alerts:
+                await publisher.submit(alert)
+            # Only MQTT must be done; the wait runs off the loop so delivery goes on.
+            await asyncio.wait_for(_mqtt_drained(publisher), timeout=5)
+            assert publisher.outbox.count_pending("hook") == len(alerts)
+            assert "cannot write alert files" in (publisher.errors["directory"] or "")
+
+    asyncio.run(with_broken_sinks())
+    collector.wait_for(lambda c: len(c.alerts()) >= len(alerts))
+    assert_each_once_in_order(collector, alerts)
+    collector.stop()
+
+    record = tmp_path / "hook.log"
+    hook = [
+        sys.executable,
+        "-c",
+        "import os, sys, json; d = json.load(sys.stdin); "
+        f"open({str(record)!r}, 'a').write("
+        "f\"{os.environ['NRT_ALERT_ID']} {os.environ['NRT_ALERT_RECORD_NUMBER']} {d['id']}\\n\")",
+    ]
+    outdir = tmp_path / "pickup"
+
+    async def with_working_sinks() -> None:
+        config = AlertsConfig(mqtt=MqttConfig(url=broker.url), directory=outdir, hook=hook)
+        async with Publisher(config) as publisher:
+            for alert in alerts:
+                await publisher.submit(alert)
+            await publisher.flush(timeout=20)
+
+    asyncio.run(with_working_sinks())
+    lines = record.read_text().splitlines()
+    assert lines == [f"{a.id} {a.record_number} {a.id}" for a in alerts]
+    for alert in alerts:
+        stem = f"{alert.id}-{alert.record_number}"
+        document = json.loads((outdir / f"{stem}.json").read_text())
+        assert (document["id"], document["record_number"]) == alert.key
+        assert (outdir / f"{stem}.xml").read_bytes().startswith(b"<?xml")
+    assert not list(outdir.glob(".*")), "temporary files left behind"
+
+
+async def _mqtt_drained(publisher: Publisher) -> None:
+    while publisher.outbox.count_pending("mqtt"):
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("count", [3])
+def test_outbox_survives_a_restart_of_the_publisher(tmp_path: Path, broker, count) -> None:
+    """Alerts committed by a publisher that never reached a broker go out on the next start."""
+    alerts = make_burst(n_ids=count, per_id=1)
+    dead = MqttConfig(url="mqtt://127.0.0.1:9")  # discard port: nothing listens
+
+    async def first_run() -> None:
+        async with Publisher(AlertsConfig(mqtt=dead)) as publisher:
+            for alert in alerts:
+                await publisher.submit(alert)
+
+    asyncio.run(first_run())
+    collector = Collector("127.0.0.1", broker.port, client_id="restart-sub").start()
+
+    async def second_run() -> None:
+        async with Publisher(AlertsConfig(mqtt=MqttConfig(url=broker.url))) as publisher:
+            await publisher.flush(timeout=10)
+
+    asyncio.run(second_run())
+    collector.wait_for(lambda c: len(c.alerts()) >= count)
+    collector.stop()
+    assert_each_once_in_order(collector, alerts)
