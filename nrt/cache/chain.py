@@ -10,6 +10,7 @@ the index. A corrupt entry is removed, counted, logged, and treated as a miss.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -321,11 +322,13 @@ def _display(params: dict[str, Any]) -> dict[str, Any]:
 
 
 _DEFAULT: dict[tuple[str, str], Cache] = {}
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_cache() -> Cache:
     """The process-wide cache for the current cache and state directories."""
     key = (str(paths.cache_dir()), str(paths.state_dir()))
-    if key not in _DEFAULT:
-        _DEFAULT[key] = Cache.open()
-    return _DEFAULT[key]
+    with _DEFAULT_LOCK:
+        if key not in _DEFAULT:
+            _DEFAULT[key] = Cache.open()
+        return _DEFAULT[key]

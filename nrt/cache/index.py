@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -192,50 +192,45 @@ class Index:
 
     # ------------------------------------------------------------ reading
 
+    def _query(self, sql: str, params: list | None = None) -> list[dict[str, Any]]:
+        """All reads go through here: one connection, shared by threads under the lock."""
+        with self._lock:
+            return list(self.db.query(sql, params or []))
+
     def get(self, signature: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM products WHERE signature = ?", [signature]))
+        rows = self._query("SELECT * FROM products WHERE signature = ?", [signature])
         return rows[0] if rows else None
 
     def components(self, signature: str) -> dict[str, Any] | None:
-        rows = list(
-            self.db.query("SELECT components FROM signatures WHERE signature = ?", [signature])
-        )
+        sql = "SELECT components FROM signatures WHERE signature = ?"
+        rows = self._query(sql, [signature])
         return json.loads(rows[0]["components"]) if rows else None
 
     def find(self, prefix: str) -> list[str]:
         """Signatures starting with `prefix` (products first, then known signatures)."""
         like = prefix.replace("%", "").replace("_", "") + "%"
-        found = [
-            r["signature"]
-            for r in self.db.query(
-                "SELECT signature FROM products WHERE signature LIKE ? "
-                "UNION SELECT signature FROM signatures WHERE signature LIKE ? LIMIT 10",
-                [like, like],
-            )
-        ]
-        return found
-
-    def products(self, where: str = "1", params: list | None = None) -> Iterator[dict[str, Any]]:
-        yield from self.db.query(
-            f"SELECT * FROM products WHERE {where} ORDER BY created", params or []
+        rows = self._query(
+            "SELECT signature FROM products WHERE signature LIKE ? "
+            "UNION SELECT signature FROM signatures WHERE signature LIKE ? LIMIT 10",
+            [like, like],
         )
+        return [r["signature"] for r in rows]
+
+    def products(self, where: str = "1", params: list | None = None) -> list[dict[str, Any]]:
+        return self._query(f"SELECT * FROM products WHERE {where} ORDER BY created", params)
 
     def tier_stats(self) -> dict[str, dict[str, Any]]:
-        return {row["tier"]: row for row in self.db.query("SELECT * FROM tier_stats")}
+        return {row["tier"]: row for row in self._query("SELECT * FROM tier_stats")}
 
     def stats(self) -> dict[str, Any]:
-        row = next(
-            self.db.query(
-                "SELECT count(*) AS products, coalesce(sum(size), 0) AS bytes, "
-                "coalesce(sum(run_seconds), 0) AS run_seconds, "
-                "sum(status = 'failed') AS failed FROM products"
-            )
-        )
-        by_element = list(
-            self.db.query(
-                "SELECT element, count(*) AS products, coalesce(sum(size), 0) AS bytes "
-                "FROM products GROUP BY element ORDER BY element"
-            )
+        row = self._query(
+            "SELECT count(*) AS products, coalesce(sum(size), 0) AS bytes, "
+            "coalesce(sum(run_seconds), 0) AS run_seconds, "
+            "sum(status = 'failed') AS failed FROM products"
+        )[0]
+        by_element = self._query(
+            "SELECT element, count(*) AS products, coalesce(sum(size), 0) AS bytes "
+            "FROM products GROUP BY element ORDER BY element"
         )
         return {**row, "failed": row["failed"] or 0, "by_element": by_element}
 
