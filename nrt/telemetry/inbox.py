@@ -189,6 +189,7 @@ class InboxSource:
         return change != watchfiles.Change.deleted and not is_temp_name(os.path.basename(path))
 
     async def _watch(self, stop: asyncio.Event) -> None:
+        failures = 0
         while not stop.is_set():
             try:
                 async for changes in watchfiles.awatch(
@@ -199,11 +200,17 @@ class InboxSource:
                     stop_event=stop,
                     recursive=False,
                 ):
+                    failures = 0
                     for _change, path in sorted(changes, key=lambda c: c[1]):
                         self._enqueue(path)
-            except Exception as exc:  # the directory vanished, inotify limits, ...
-                log.warning("watching %s failed (%s); relying on rescans", self.inbox, exc)
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                # The directory vanished, inotify limits, or a name that is not UTF-8
+                # (watchfiles gives up on the whole batch): restart, and rescan for
+                # whatever the lost batch held.
+                log.warning("watching %s failed (%s); restarting the watch", self.inbox, exc)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                failures += 1
+                self.rescan()
 
     async def _rescan_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
