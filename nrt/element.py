@@ -180,8 +180,21 @@ class Element:
 
     @property
     def signature(self) -> str:
-        """Hex sha256 identifying this element's result; computing nothing."""
-        return sig.merkle(self.components())
+        """Hex sha256 identifying this element's result; computing nothing.
+
+        Memoized; setting a public attribute forgets it. (Changing a parameter of
+        an *input* after its user's signature was taken is not tracked: build a
+        new element instead.)
+        """
+        found = self.__dict__.get("_signature")
+        if found is None:
+            found = self.__dict__["_signature"] = sig.merkle(self.components())
+        return found
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not name.startswith("_"):
+            self.__dict__.pop("_signature", None)
+        object.__setattr__(self, name, value)
 
     @property
     def pointing(self) -> str | None:

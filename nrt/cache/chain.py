@@ -42,6 +42,7 @@ class Cache:
         self.tiers = list(tiers)
         self.index = index
         self.single_flight = SingleFlight(lock_dir)
+        self._remembered: set[str] = set()
         local = self.local
         if (
             index is not None
@@ -193,11 +194,15 @@ class Cache:
             self.index.record(entry.manifest, local.name)
 
     def remember_graph(self, elements: list[Element]) -> None:
-        """Record the components of every signature in a graph, for ``why``."""
-        if self.index:
+        """Record the components of every signature in a graph, for ``why`` (once per process)."""
+        if self.index is None:
+            return
+        new = {e.signature: e for e in elements if e.signature not in self._remembered}
+        if new:
             self.index.remember_many(
-                (e.signature, type(e).__qualname__, e.components()) for e in elements
+                (s, type(e).__qualname__, e.components()) for s, e in new.items()
             )
+            self._remembered.update(new)
 
     # ------------------------------------------------------------ maintenance
 
