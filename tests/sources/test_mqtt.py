@@ -1,0 +1,171 @@
+"""The MQTT source against a real mosquitto (persistent, on a free port)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from nrt.telemetry.formats import Chunk
+from nrt.telemetry.ingest import IngestLog, Quarantine
+from nrt.telemetry.mqttsource import MqttSource, topic_for
+from tests.sources import factory as f
+from tests.sources.harness import inbox_running
+
+
+async def publish(broker, kind: str, data: bytes, filename: str | None = None) -> None:
+    """Publish like a producer: QoS 1, MQTT 5, optional `filename` user property."""
+    props = None
+    if filename is not None:
+        props = Properties(PacketTypes.PUBLISH)
+        props.UserProperty = [("filename", filename)]
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        await client.publish(topic_for(kind), data, qos=1, properties=props)
+
+
+@contextlib.asynccontextmanager
+async def mqtt_running(
+    root: Path, broker, log: IngestLog | None = None, **options
+) -> AsyncIterator[tuple[MqttSource, asyncio.Queue[Chunk]]]:
+    own_log = log is None
+    log = log or IngestLog()
+    queue: asyncio.Queue[Chunk] = asyncio.Queue(100)
+    options.setdefault("backoff", (0.1, 0.5))
+    source = MqttSource(
+        queue, log, Quarantine(root / "quarantine", log), port=broker.port, **options
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(source.run(stop))
+    await asyncio.wait_for(source.connected.wait(), 10)
+    try:
+        yield source, queue
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        if own_log:
+            log.close()
+
+
+async def take(queue: asyncio.Queue[Chunk], n: int, timeout: float = 5.0) -> list[Chunk]:
+    return [await asyncio.wait_for(queue.get(), timeout) for _ in range(n)]
+
+
+def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, broker) -> None:
+    data = f.acs()
+
+    async def scenario() -> None:
+        async with mqtt_running(tmp_path, broker) as (source, queue):
+            await publish(broker, "acs", data, filename=f.name("acs", seq=4))
+            await publish(broker, "hk", f.hk())  # no filename: one is made up
+            acs, hk = await take(queue, 2)
+            assert acs.name == f.name("acs", seq=4)
+            assert acs.sha256 == hashlib.sha256(data).hexdigest()
+            assert hk.name.startswith("mqtt_hk_") and hk.kind == "hk"
+            record = source.log.record(acs.sha256)
+            assert record is not None and record.source == "mqtt"
+            assert record.path.read_bytes() == data
+            await publish(broker, "acs", data, filename=f.name("acs", seq=5))  # same bytes
+            await asyncio.sleep(0.3)
+            assert queue.empty()
+            assert source.log.counts[("mqtt", "duplicate")] == 1
+
+    asyncio.run(scenario())
+
+
+def test_messages_published_while_away_are_delivered(tmp_path: Path, broker) -> None:
+    payloads = [f.acs(t0=1000.0 + 5 * s, seed=s) for s in range(3)]
+
+    async def scenario() -> None:
+        log = IngestLog()
+        async with mqtt_running(tmp_path, broker, log=log):
+            pass  # first connection: the broker now keeps a session for our client id
+        await publish(broker, "acs", payloads[0])
+        await publish(broker, "acs", payloads[1])
+        broker.stop()  # the broker restarts too (persistence on disk)
+        broker.start()
+        await publish(broker, "acs", payloads[2])
+        async with mqtt_running(tmp_path, broker, log=log) as (_source, queue):
+            got = await take(queue, 3)
+            assert [c.sha256 for c in got] == [hashlib.sha256(p).hexdigest() for p in payloads]
+            await asyncio.sleep(0.3)
+            assert queue.empty()
+        log.close()
+
+    asyncio.run(scenario())
+
+
+def test_reconnects_after_the_broker_goes_away(tmp_path: Path, broker) -> None:
+    async def scenario() -> None:
+        async with mqtt_running(tmp_path, broker) as (source, queue):
+            broker.stop()
+            for _ in range(100):
+                if not source.connected.is_set():
+                    break
+                await asyncio.sleep(0.05)
+            assert not source.connected.is_set()
+            await asyncio.sleep(0.5)  # a few failed attempts, with backoff
+            broker.start()
+            await asyncio.wait_for(source.connected.wait(), 10)
+            assert source.connections == 2
+            await publish(broker, "hk", f.hk())
+            assert (await take(queue, 1))[0].kind == "hk"
+
+    asyncio.run(scenario())
+
+
+def test_bad_payloads_are_quarantined_and_good_ones_flow(tmp_path: Path, broker) -> None:
+    bad = [
+        ("acs", b"this is not FITS at all", None, "not FITS"),
+        ("acs", f.acs()[:4000], f.name("acs", seq=2), "truncated"),
+        ("acs", f.acs(seed=3), "../../etc/passwd", "not a plain file name"),
+        ("acs", f.acs(seed=4), "acs_025600010010_\u00e9.fits", "not a plain file name"),
+        ("acs", f.isgri(), None, "topic"),
+        ("acs", f.acs(seed=5, pointing=f.P2), f.name("acs", seq=6), "does not match"),
+    ]
+
+    async def scenario() -> None:
+        async with mqtt_running(tmp_path, broker) as (source, queue):
+            for i, (kind, data, filename, _words) in enumerate(bad):
+                await publish(broker, kind, data, filename)
+                await publish(broker, "hk", f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
+            got = await take(queue, len(bad))
+            assert [c.name for c in got] == [f.name("hk", seq=i) for i in range(len(bad))]
+            await asyncio.sleep(0.2)
+            assert source.log.counts[("mqtt", "quarantined")] == len(bad)
+            qdir = source.quarantine.directory
+            reasons = [json.loads(p.read_text()) for p in sorted(qdir.glob("*.reason"))]
+            assert len(reasons) == len(bad)
+            problems = " | ".join(r["problem"] for r in reasons)
+            for _kind, _data, _name, words in bad:
+                assert words in problems
+            for entry in qdir.iterdir():  # nothing escaped the quarantine directory
+                assert entry.parent == qdir and entry.name.isascii()
+            assert not (tmp_path / "etc").exists()
+
+    asyncio.run(scenario())
+
+
+def test_inbox_and_mqtt_deliver_the_same_content_once(tmp_path: Path, broker) -> None:
+    data = f.isgri()
+
+    async def scenario() -> None:
+        async with (
+            inbox_running(tmp_path) as r,
+            mqtt_running(tmp_path, broker, log=r.log) as (_source, mqueue),
+        ):
+            await publish(broker, "isgri", data, f.name("isgri"))
+            await take(mqueue, 1)
+            f.rename_in(r.inbox, f.name("isgri"), data)
+            assert await r.quiet(0.5) == []
+            assert r.log.counts[("inbox", "duplicate")] == 1
+
+    asyncio.run(scenario())
