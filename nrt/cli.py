@@ -16,6 +16,7 @@ import click
 COMMANDS: dict[str, str] = {
     "demo": "nrt.demo:demo",
     "cache": "nrt.cache.commands:cache",
+    "alerts": "nrt.alerts.commands:alerts",
 }
 
 

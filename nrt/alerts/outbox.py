@@ -83,12 +83,18 @@ class Outbox:
         *,
         synchronous: str = "FULL",
         author_ivorn: str | None = None,
+        readonly: bool = False,
     ) -> None:
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sinks = tuple(sinks)
         self.author_ivorn = author_ivorn
         try:
+            if readonly:  # `nrt alerts list` beside a running daemon: never write
+                uri = f"file:{self.path}?mode=ro"
+                self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+                self.db.execute("SELECT count(*) FROM alerts").fetchone()
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")

@@ -9,7 +9,7 @@ from lxml import etree
 
 from nrt.alerts import Alert, AlertFormatError, Localization, summary, to_voevent
 from nrt.alerts.model import SCHEMA_ID
-from tests.alerts.conftest import make_trigger
+from tests.alerts.factory import make_trigger
 
 NS = {"voe": "http://www.ivoa.net/xml/VOEvent/v2.0"}
 

@@ -11,7 +11,8 @@ import pytest
 
 from nrt.alerts import AlertsConfig, MqttConfig, Publisher
 from nrt.alerts.mqtt import JSON_TYPE, VOEVENT_TYPE
-from tests.alerts.conftest import broker_in, make_burst
+from tests.alerts.conftest import broker_in
+from tests.alerts.factory import make_burst
 from tests.alerts.subscriber import Collector
 from tests.support.mosquitto import Mosquitto
 

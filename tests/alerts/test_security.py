@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from nrt.alerts import AlertsConfig, DeliveryTimeout, MqttConfig, Publisher
-from tests.alerts.conftest import broker_in, make_burst
+from tests.alerts.conftest import broker_in
+from tests.alerts.factory import make_burst
 from tests.alerts.subscriber import Collector
 from tests.support.services import require_binary
 
