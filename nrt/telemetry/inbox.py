@@ -304,18 +304,25 @@ class InboxSource:
             return
         sha = await asyncio.to_thread(_sha256, data)
         if not self.log.claim(sha):
+            if self.log.has(sha):
+                self.log.remember_file(path, st, sha)
+                self.log.count_duplicate(SOURCE)
+            else:  # the same bytes are being handled from MQTT right now: look again
+                self._wait(path, st)
+            return
+        try:
+            result = await parse_off_loop(data, name, sha)
+            if isinstance(result, TelemetryError):
+                self._quarantine(path, Problem.of(result), sha)
+                return
+            await self.queue.put(result)
+            # Recorded right after the put, before this coroutine yields again: a consumer
+            # that takes the chunk from the queue always finds its record. Stopped while
+            # waiting on a full queue, the file is neither recorded nor lost.
+            self.log.record_chunk(result, path, SOURCE)
             self.log.remember_file(path, st, sha)
-            self.log.count_duplicate(SOURCE)
-            return
-        result = await parse_off_loop(data, name, sha)
-        if isinstance(result, TelemetryError):
-            self._quarantine(path, Problem.of(result), sha)
-            return
-        await self.queue.put(result)
-        # Recorded right after the put, before this coroutine yields again: a consumer
-        # that takes the chunk from the queue always finds its record.
-        self.log.record_chunk(result, path, SOURCE)
-        self.log.remember_file(path, st, sha)
+        finally:
+            self.log.release(sha)
 
     async def _ready(self, path: Path, st: os.stat_result) -> bool:
         """True if nobody is writing the file; otherwise note it and look again later."""

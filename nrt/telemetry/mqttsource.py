@@ -175,25 +175,28 @@ class MqttSource:
         if not self.log.claim(sha):
             self.log.count_duplicate(SOURCE)
             return
-        result = await parse_off_loop(data, given, sha)
-        if isinstance(result, TelemetryError):
-            self._quarantine(data, given or fallback, sha, Problem.of(result))
-            return
-        if result.kind != kind:
-            self._quarantine(
-                data,
-                given or fallback,
-                sha,
-                Problem(
-                    f"topic: a {result.kind!r} chunk was published on {topic}",
-                    f"publish {result.kind} chunks on {topic_for(result.kind, self.prefix)}",
-                ),
-            )
-            return
-        path = await asyncio.to_thread(self._keep, data, sha)
-        chunk = dataclasses.replace(result, name=given or fallback)
-        await self.queue.put(chunk)
-        self.log.record_chunk(chunk, path, SOURCE)
+        try:
+            result = await parse_off_loop(data, given, sha)
+            if isinstance(result, TelemetryError):
+                self._quarantine(data, given or fallback, sha, Problem.of(result))
+                return
+            if result.kind != kind:
+                self._quarantine(
+                    data,
+                    given or fallback,
+                    sha,
+                    Problem(
+                        f"topic: a {result.kind!r} chunk was published on {topic}",
+                        f"publish {result.kind} chunks on {topic_for(result.kind, self.prefix)}",
+                    ),
+                )
+                return
+            path = await asyncio.to_thread(self._keep, data, sha)
+            chunk = dataclasses.replace(result, name=given or fallback)
+            await self.queue.put(chunk)
+            self.log.record_chunk(chunk, path, SOURCE)
+        finally:  # stopped on a full queue: not acked, so the broker sends it again
+            self.log.release(sha)
 
     def _keep(self, data: bytes, sha: str) -> Path:
         """Store good bytes by content hash (idempotent) for the root elements to read."""

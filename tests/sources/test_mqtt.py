@@ -169,3 +169,28 @@ def test_inbox_and_mqtt_deliver_the_same_content_once(tmp_path: Path, broker) ->
             assert r.log.counts[("inbox", "duplicate")] == 1
 
     asyncio.run(scenario())
+
+
+def test_message_not_yet_handled_when_stopped_is_delivered_again(tmp_path: Path, broker) -> None:
+    payloads = [f.hk(t0=1000.0 + 5 * s) for s in range(3)]
+
+    async def scenario() -> None:
+        log = IngestLog()
+        async with mqtt_running(tmp_path, broker, log=log) as (source, queue):
+            full: asyncio.Queue[Chunk] = asyncio.Queue(1)
+            source.queue = full  # room for one: the second waits, unacknowledged
+            for data in payloads:
+                await publish(broker, "hk", data)
+            first = await asyncio.wait_for(full.get(), 5)
+            await asyncio.sleep(0.3)  # the third is now the one being waited on
+        # stopped with the second chunk on the (now gone) queue and the third in hand
+        async with mqtt_running(tmp_path, broker, log=log) as (_source, queue):
+            rest = await take(queue, 1)
+            await asyncio.sleep(0.3)
+            assert queue.empty()
+        got = [first.sha256, rest[0].sha256]
+        assert got == [hashlib.sha256(p).hexdigest() for p in (payloads[0], payloads[2])]
+        assert log.record(hashlib.sha256(payloads[1]).hexdigest()) is not None
+        log.close()
+
+    asyncio.run(scenario())
