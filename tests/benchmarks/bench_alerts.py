@@ -44,12 +44,16 @@ c.loop_forever()
 
 def percentiles(ns: list[int]) -> tuple[float, float]:
     ms = sorted(x / 1e6 for x in ns)
-    return statistics.median(ms), ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))]
+    return statistics.median(ms), ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
 
 
 async def measure(port: int, publish_one, items) -> list[int]:
     sub = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SUBSCRIBER, str(port), "nrt/alerts/+",
+        sys.executable,
+        "-c",
+        SUBSCRIBER,
+        str(port),
+        "nrt/alerts/+",
         stdout=asyncio.subprocess.PIPE,
     )
     assert (await sub.stdout.readline()).strip() == b"ready"
@@ -106,12 +110,16 @@ def main(n: int = 1000) -> None:
                 rows.append((f"nrt outbox+publish (sqlite synchronous={sync})", lat))
             payloads = [json.dumps(a.to_json(), separators=(",", ":")).encode() for a in alerts]
             asyncio.run(bench_paho(broker.port, payloads[:20]))
-            rows.insert(0, ("bare paho-mqtt QoS 1, same bytes (floor)", asyncio.run(
-                bench_paho(broker.port, payloads)
-            )))
+            rows.insert(
+                0,
+                (
+                    "bare paho-mqtt QoS 1, same bytes (floor)",
+                    asyncio.run(bench_paho(broker.port, payloads)),
+                ),
+            )
         finally:
             broker.stop()
-    floor50, floor99 = percentiles(rows[0][1])
+    floor50, _ = percentiles(rows[0][1])
     print(f"alert latency, publish() call -> subscriber receipt, loopback, n={n}")
     print(f"{'path':<48} {'p50 ms':>8} {'p99 ms':>8} {'p50/floor':>10} {'+p50 ms':>8}")
     for name, lat in rows:
