@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from typing import Any
 
 import click
 
+from nrt import units
 from nrt.cache.chain import Cache
 from nrt.cache.why import explain
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
-_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-
 
 def parse_bytes(text: str) -> int:
-    """'500M', '10G', '1024' -> bytes (powers of 1024)."""
-    m = _SIZE.match(text)
-    if not m:
-        raise click.BadParameter(f"{text!r} is not a size; use e.g. 500M, 10G or a number of bytes")
-    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
+    try:
+        return units.parse_bytes(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_age(text: str) -> float:
-    """'30d', '12h', '90m', '3600' (seconds) -> seconds."""
-    m = _AGE.match(text)
-    if not m:
-        raise click.BadParameter(f"{text!r} is not an age; use e.g. 30d, 12h, 90m or seconds")
-    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2).lower()]
-    return float(m.group(1)) * unit
+    try:
+        return units.parse_seconds(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _emit(obj: Any, as_json: bool, text: str) -> None:
