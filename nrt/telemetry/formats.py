@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from nrt.telemetry.codedmask import DETECTOR_PIXELS
 from nrt.telemetry.errors import TelemetryError
 from nrt.telemetry.fitsio import check_magic, table_columns, walk_hdus
 
@@ -70,8 +71,6 @@ INSTRUMENTS: dict[str, str] = {
 MJDREF_IJD = 51544.0
 #: SPI-ACS native bin width (s).
 ACS_TIMEDEL = 0.05
-#: ISGRI detector pixels per side.
-DETECTOR_PIXELS = 128
 #: files larger than this are refused before a byte is read (1e6 events are ~16 MB).
 MAX_CHUNK_BYTES = 512 * 1024**2
 
