@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -94,6 +95,23 @@ async def bench_nrt(port: int, alerts, outbox: Path, synchronous: str) -> list[i
         return await measure(port, publisher.submit, alerts)
 
 
+def bench_commit(path: Path, n: int) -> list[int]:
+    """The disk's share: one fsync'd WAL commit of a row, alone (no MQTT)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (payload BLOB)")
+    latencies = []
+    for _ in range(n):
+        t0 = time.monotonic_ns()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO t VALUES (?)", (b"x" * 2000,))
+        db.execute("COMMIT")
+        latencies.append(time.monotonic_ns() - t0)
+    db.close()
+    return latencies
+
+
 def main(n: int = 1000) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -116,6 +134,12 @@ def main(n: int = 1000) -> None:
                     "bare paho-mqtt QoS 1, same bytes (floor)",
                     asyncio.run(bench_paho(broker.port, payloads)),
                 ),
+            )
+            rows.append(
+                (
+                    "(disk alone: fsync'd SQLite commit, no MQTT)",
+                    bench_commit(tmp / "commit.sqlite", n),
+                )
             )
         finally:
             broker.stop()
