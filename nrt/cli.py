@@ -15,7 +15,9 @@ import click
 #: command name -> "module:attribute" of a click command or group.
 COMMANDS: dict[str, str] = {
     "demo": "nrt.demo:demo",
+    "detect": "detectors.commands:detect",
     "cache": "nrt.cache.commands:cache",
+    "config": "nrt.config:config_command",
     "alerts": "nrt.alerts.commands:alerts",
 }
 

@@ -1,0 +1,420 @@
+"""The rate-trigger engine: chunk in, triggers out, with bounded state.
+
+Everything is computed on a global bin index (gaps in time are filled with
+invalid bins, so the index stays proportional to time) from running cumulative
+sums, which are continued exactly across chunks: a window's numbers do not
+depend on how the stream was cut, so streaming and batch give the same
+triggers. Per chunk the work is vectorized numpy; only the bins still needed
+(background, excess-variance and post windows, open groups) are kept.
+
+Pipeline per chunk:
+
+1. validity: NaN counts, zero/negative exposure and drop-outs (runs of zero
+   counts where the background predicts many) are invalid bins;
+2. spike veto: a bin far above background whose neighbours are not is a
+   cosmic-ray hit, replaced by its background expectation (needs one bin of
+   look-ahead);
+3. every timescale k (1, 2, 4, ... bins) at ``phases`` offsets: counts over the
+   window vs the background rate before it, excess variance measured on the
+   residuals of earlier windows of the same k, likelihood-ratio significance;
+4. windows above threshold are grouped (overlapping or within ``merge_gap``)
+   and each group becomes one trigger (see :mod:`detectors.grouping`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detectors.config import TriggerConfig
+from detectors.grouping import Candidate, Grouper, GroupReport
+from detectors.significance import poisson_significance
+
+#: E[min(z^2, 9)] for a standard normal z: undoes the bias of the clipped mean.
+_CLIP_BIAS = {9.0: 0.99466}
+
+
+class _Tail:
+    """Named arrays on a global index, trimmed at the front (bounded state)."""
+
+    def __init__(self, names: tuple[str, ...], dtypes: tuple[type, ...], first: float = 0.0):
+        self.base = 0
+        self.data = {
+            n: np.zeros(1 if n.startswith("cum") else 0, d)
+            for n, d in zip(names, dtypes, strict=True)
+        }
+        for n in names:
+            if n.startswith("cum"):
+                self.data[n][0] = first
+
+    def append(self, **values: np.ndarray) -> None:
+        """Append values; ``cum*`` arrays continue their running sum exactly."""
+        for name, arr in values.items():
+            old = self.data[name]
+            new = np.empty(len(old) + len(arr), old.dtype)
+            new[: len(old)] = old
+            new[len(old) :] = arr
+            if name.startswith("cum"):
+                tail = new[len(old) - 1 :]
+                np.cumsum(tail, out=tail)  # sequential: same sums whatever the chunking
+            self.data[name] = new
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name]
+
+    def trim(self, new_base: int) -> None:
+        cut = new_base - self.base
+        if cut <= 0:
+            return
+        for name in self.data:
+            self.data[name] = self.data[name][cut:]
+        self.base = new_base
+
+
+@dataclass
+class _Scale:
+    """Per-timescale state: window length, phase step, residual sums."""
+
+    k: int
+    step: int
+    next_window: int
+    lag: int
+    span: int
+    res: _Tail
+
+
+class Engine:
+    """Streaming multi-timescale rate trigger on one binned series.
+
+    ``bin_width`` is the nominal bin width (s); ``threshold`` the significance
+    a window must reach. Call :meth:`push` with consecutive chunks and
+    :meth:`flush` at the end; both return finished :class:`GroupReport` s.
+    """
+
+    def __init__(self, config: TriggerConfig, bin_width: float, threshold: float):
+        if not bin_width > 0:
+            raise ValueError(f"bin width must be > 0 s (got {bin_width})")
+        self.cfg = config
+        self.width = float(bin_width)
+        self.threshold = float(threshold)
+        b = lambda s: config.bins(s, bin_width)  # noqa: E731
+        self.gap, self.bkg, self.var = (
+            b(config.gap),
+            b(config.background),
+            b(config.variance_window),
+        )
+        self.min_var = b(config.min_variance_window)
+        self.merge = b(config.merge_gap) if config.merge_gap > 0 else 0
+        self.post = b(config.post_window)
+        self.ladder = config.ladder(bin_width)
+        self.kmax = int(self.ladder[-1])
+        self.clip = config.residual_clip
+        self.clip_bias = _CLIP_BIAS.get(self.clip) or _clip_bias(self.clip)
+        self.min_bkg_exposure = config.min_background_fraction * self.bkg * self.width
+        bins = ("time", "width", "raw", "expo", "clean", "valid")
+        cums = ("cum_raw", "cum_alive", "cum_expo", "cum_bad", "cum_clean", "cum_r1", "cum_n1")
+        self.bins = _Tail(bins, (float, float, float, float, float, bool))
+        self.cums = _Tail(cums, (float,) * 7)
+        self.rate_raw = _Tail(("rate", "fano1"), (float, float))
+        self.fano_clean = _Tail(("fano",), (float,))
+        self.scales = []
+        for k in self.ladder:
+            step = max(1, int(k) // config.phases)
+            lag = -(-(int(k) + self.gap) // step)
+            span = max(1, self.var // step)
+            self.scales.append(
+                _Scale(int(k), step, 0, lag, span, _Tail(("cum_r", "cum_n"), (float, float)))
+            )
+        self.n = 0  # bins received
+        self.spiked = 0  # bins through the spike veto
+        self.last_end: float | None = None
+        self.grouper = Grouper(self, config)
+        self.zero_run = 0.0  # expected counts over the current run of zero bins
+        self.history = self.gap + self.bkg + self.var + 2 * self.kmax + self.post + 8
+
+    # ------------------------------------------------------------------ input
+    def push(
+        self,
+        time: np.ndarray,
+        width: np.ndarray,
+        counts: np.ndarray,
+        exposure: np.ndarray | None = None,
+        valid: np.ndarray | None = None,
+    ) -> list[GroupReport]:
+        """Add consecutive bins (start times, widths, counts) and evaluate."""
+        time, width, counts, exposure, valid = self._fill_gaps(time, width, counts, exposure, valid)
+        if len(time):
+            self._ingest(time, width, counts, exposure, valid)
+            self._veto(self.n - 1)
+            self._evaluate()
+        return self.grouper.collect(final=False)
+
+    def flush(self) -> list[GroupReport]:
+        """End of data: the last bin has no right neighbour; close every group."""
+        self._veto(self.n)
+        self._evaluate()
+        return self.grouper.collect(final=True)
+
+    def _fill_gaps(self, time, width, counts, exposure, valid):
+        time = np.asarray(time, dtype=float)
+        width = np.broadcast_to(np.asarray(width, dtype=float), time.shape).copy()
+        counts = np.asarray(counts, dtype=float)
+        exposure = width.copy() if exposure is None else np.asarray(exposure, dtype=float).copy()
+        valid = np.ones(time.shape, bool) if valid is None else np.asarray(valid, bool).copy()
+        if not (len(time) == len(counts) == len(exposure) == len(valid)):
+            raise ValueError("time, counts, exposure and valid must have the same length")
+        if len(time) == 0:
+            return time, width, counts, exposure, valid
+        prev_end = np.concatenate(
+            ([time[0] if self.last_end is None else self.last_end], (time + width)[:-1])
+        )
+        hole = time - prev_end
+        if np.any(hole < -0.5 * self.width):
+            i = int(np.argmax(hole < -0.5 * self.width))
+            raise ValueError(
+                f"bins overlap or go back in time at t={time[i]!r} (previous bin ends at "
+                f"{prev_end[i]!r}); sort the light curve and remove duplicate bins"
+            )
+        nfill = np.where(hole > 0.5 * self.width, np.rint(hole / self.width), 0).astype(np.int64)
+        cap = int(self.cfg.max_fill / self.width)
+        nfill = np.minimum(nfill, max(cap, self.history))
+        self.last_end = float(time[-1] + width[-1])
+        if not nfill.any():
+            return time, width, counts, exposure, valid
+        reps = nfill + 1
+        idx = np.repeat(np.arange(len(time)), reps)
+        first = np.cumsum(reps) - 1  # position of the real bin in each repeated block
+        real = np.zeros(len(idx), bool)
+        real[first] = True
+        # filler j before real bin i: starts at prev_end[i] + j*w
+        offs = np.arange(len(idx)) - np.repeat(first - nfill, reps)
+        ftime = np.repeat(prev_end, reps) + offs * self.width
+        out_t = np.where(real, time[idx], ftime)
+        out_w = np.where(real, width[idx], self.width)
+        out_c = np.where(real, counts[idx], 0.0)
+        out_e = np.where(real, exposure[idx], 0.0)
+        out_v = np.where(real, valid[idx], False)
+        return out_t, out_w, out_c, out_e, out_v
+
+    def _ingest(self, time, width, counts, exposure, valid) -> None:
+        good = valid & np.isfinite(counts) & np.isfinite(exposure) & (exposure > 0) & (width > 0)
+        counts = np.where(good, counts, 0.0)
+        exposure = np.where(good, exposure, 0.0)
+        start = self.n
+        alive = good & (counts > 0)
+        self.cums.append(cum_raw=counts, cum_alive=np.where(alive, exposure, 0.0))
+        good &= ~self._dropouts(start, counts, exposure, good)
+        exposure = np.where(good, exposure, 0.0)
+        self.bins.append(
+            time=time, width=width, raw=counts, expo=exposure, clean=counts, valid=good
+        )
+        self.cums.append(cum_expo=exposure, cum_bad=(~good).astype(float))
+        self.n += len(time)
+        self._rates(start, self.n)
+
+    def _dropouts(self, a: int, counts, exposure, good) -> np.ndarray:
+        """Runs of zero counts that the background says are impossible (detector off).
+
+        The expectation uses the rate of bins with counts ("alive" rate), which
+        does not depend on earlier drop-out decisions, so the result does not
+        depend on chunking.
+        """
+        zero = good & (counts == 0)
+        if not zero.any():
+            self.zero_run = 0.0
+            return zero
+        rate = self._window_rate("cum_raw", a, len(counts), 1, "cum_alive", need=0.0)
+        cs = np.cumsum(np.where(zero, np.nan_to_num(rate * exposure, nan=0.0), 0.0))
+        last = np.maximum.accumulate(np.where(~zero, cs, -np.inf))
+        run = np.where(zero, np.where(np.isneginf(last), cs + self.zero_run, cs - last), 0.0)
+        self.zero_run = float(run[-1])
+        return zero & (run >= self.cfg.dropout_expected_counts)
+
+    # ------------------------------------------------------- background rates
+    def _window_rate(
+        self, cum: str, s0: int, n: int, step: int = 1, ecum: str = "cum_expo", need=None
+    ) -> np.ndarray:
+        """Background rate before the window starts s0, s0+step, ... (NaN if too little)."""
+        need = self.min_bkg_exposure if need is None else need
+        c = self.cums
+        hi, lo = s0 - self.gap - c.base, s0 - self.gap - self.bkg - c.base
+        e = _take(c[ecum], hi, n, step) - _take(c[ecum], lo, n, step)
+        x = _take(c[cum], hi, n, step) - _take(c[cum], lo, n, step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where((e >= need) & (e > 0), x / e, np.nan)
+
+    def _rates(self, a: int, b: int) -> None:
+        """Raw background rate and raw 1-bin excess variance for new bins."""
+        rate = self._window_rate("cum_raw", a, b - a)
+        sl = slice(a - self.bins.base, b - self.bins.base)
+        mu = rate * self.bins["expo"][sl]
+        ok = (mu > 0) & self.bins["valid"][sl]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(ok, np.minimum((self.bins["raw"][sl] - mu) ** 2 / mu, self.clip), 0.0)
+        self.cums.append(cum_r1=r, cum_n1=ok.astype(float))
+        fano, _ = self._trailing(self.cums, "cum_r1", "cum_n1", a, b - a, 1, self.gap + 1, self.var)
+        self.rate_raw.append(rate=rate, fano1=np.where(_ >= self.min_var, fano, np.nan))
+
+    def _trailing(self, tail: _Tail, rname: str, nname: str, j0: int, n: int, step: int, lag, span):
+        """Clipped mean residual of items [j-lag-span+1, j-lag] as variance ratio (>= 1)."""
+        hi = j0 - lag + 1 - tail.base
+        lo = hi - span
+        cnt = _take(tail[nname], hi, n, step) - _take(tail[nname], lo, n, step)
+        r = _take(tail[rname], hi, n, step) - _take(tail[rname], lo, n, step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f = np.maximum(r / cnt / self.clip_bias, 1.0)
+        return f, cnt
+
+    # ------------------------------------------------------------ spike veto
+    def _veto(self, upto: int) -> None:
+        """Finalize clean counts for bins [spiked, upto): needs bin j+1 to judge bin j."""
+        a, b = self.spiked, upto
+        if b <= a:
+            return
+        ri = slice(a - self.rate_raw.base, b - self.rate_raw.base)
+        rate = self.rate_raw["rate"][ri]
+        fano = self.rate_raw["fano1"][ri]
+        raw = _padded(self.bins["raw"], a - 1 - self.bins.base, b + 1 - self.bins.base, 0.0)
+        expo = _padded(self.bins["expo"], a - 1 - self.bins.base, b + 1 - self.bins.base, 0.0)
+        valid = _padded(self.bins["valid"], a - 1 - self.bins.base, b + 1 - self.bins.base, False)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mus = [rate * expo[d : d + b - a] for d in (0, 1, 2)]
+            zs = [
+                np.where(
+                    valid[d : d + b - a], (raw[d : d + b - a] - m) / np.sqrt(fano * m), -np.inf
+                )
+                for d, m in zip((0, 1, 2), mus, strict=True)
+            ]
+        z0 = zs[1]
+        limit = np.maximum(self.cfg.spike_neighbour_sigma, self.cfg.spike_neighbour_fraction * z0)
+        spike = (z0 > self.cfg.spike_sigma) & (zs[0] < limit) & (zs[2] < limit)
+        clean = np.where(spike, mus[1], raw[1:-1])
+        bi = slice(a - self.bins.base, b - self.bins.base)
+        self.bins["clean"][bi] = clean
+        self.cums.data["cum_clean"] = self.cums["cum_clean"][: a - self.cums.base + 1]
+        self.cums.append(cum_clean=clean)
+        self.spiked = b
+
+    # ------------------------------------------------------------ evaluation
+    def _evaluate(self) -> None:
+        """Every window that ends at or before the last clean bin, all timescales."""
+        end = self.spiked
+        c = self.cums
+        firsts = [sc.next_window * sc.step for sc in self.scales]
+        a0 = min(firsts)
+        if end <= a0:
+            return
+        rate_all = self._window_rate("cum_clean", a0, end - a0)
+        cands: list[np.ndarray] = []
+        for sc in self.scales:
+            last = (end - sc.k) // sc.step
+            nw = last + 1 - sc.next_window
+            if nw <= 0:
+                continue
+            j0 = sc.next_window
+            s0 = j0 * sc.step
+            sc.next_window = last + 1
+            lo, hi = s0 - c.base, s0 + sc.k - c.base
+            n = _take(c["cum_clean"], hi, nw, sc.step) - _take(c["cum_clean"], lo, nw, sc.step)
+            e = _take(c["cum_expo"], hi, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
+            bad = _take(c["cum_bad"], hi, nw, sc.step) - _take(c["cum_bad"], lo, nw, sc.step)
+            rate = _take(rate_all, s0 - a0, nw, sc.step)
+            mu = rate * e
+            ok = (bad == 0) & (mu > 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(ok, np.minimum((n - mu) ** 2 / mu, self.clip), 0.0)
+            sc.res.append(cum_r=r, cum_n=ok.astype(float))
+            fano, cnt = self._trailing(sc.res, "cum_r", "cum_n", j0, nw, 1, sc.lag, sc.span)
+            if sc.k == 1:
+                fano = np.where(cnt >= self.min_var, fano, np.nan)
+                self.fano_clean.append(fano=fano)
+            else:
+                f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
+                fano = np.where(cnt * sc.step >= 10 * sc.k, np.maximum(fano, f1), f1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                pre = (n - mu) / np.sqrt(fano * mu)
+            hit = np.flatnonzero(ok & (pre >= self.threshold))
+            if hit.size:
+                sig = poisson_significance(n[hit], mu[hit], fano[hit])
+                keep = sig >= self.threshold
+                h = hit[keep]
+                if h.size:
+                    s = s0 + h * sc.step
+                    k = np.full(h.size, sc.k)
+                    cols = (s, k, sig[keep], n[h], mu[h], rate[h], e[h], fano[h])
+                    cands.append(np.column_stack(cols))
+            self._trim_scale(sc)
+        rows = np.concatenate(cands) if cands else np.empty((0, 8))
+        if rows.size:
+            order = np.lexsort((rows[:, 0], rows[:, 0] + rows[:, 1]))
+            rows = rows[order]
+        self.grouper.add([Candidate(*map(float, r)) for r in rows], end)
+        self._trim()
+
+    def _trim_scale(self, sc: _Scale) -> None:
+        keep = sc.next_window - sc.span - sc.lag - 2
+        if keep - sc.res.base > 4 * sc.span + 1024:
+            sc.res.trim(keep)
+
+    def _trim(self) -> None:
+        keep = min(self.spiked - self.history, self.grouper.oldest_needed())
+        if keep - self.bins.base > max(self.history, 4096):
+            for t in (self.bins, self.cums, self.rate_raw, self.fano_clean):
+                t.trim(max(keep, t.base))
+
+    # --------------------------------------------------------- look-ups used by grouping
+    def interval(self, a: int, b: int) -> tuple[float, float, int]:
+        """Clean counts, valid exposure and invalid bins over global bins [a, b)."""
+        c = self.cums
+        lo = int(np.clip(a - c.base, 0, len(c["cum_expo"]) - 1))
+        hi = int(np.clip(b - c.base, 0, len(c["cum_expo"]) - 1))
+        return (
+            float(c["cum_clean"][hi] - c["cum_clean"][lo]),
+            float(c["cum_expo"][hi] - c["cum_expo"][lo]),
+            int(c["cum_bad"][hi] - c["cum_bad"][lo]),
+        )
+
+    def raw_counts(self, a: int, b: int) -> np.ndarray:
+        lo = max(a - self.bins.base, 0)
+        return self.bins["raw"][lo : max(b - self.bins.base, lo)]
+
+    def time_of(self, i: int) -> float:
+        """Start time of global bin ``i`` (end of bin i-1)."""
+        bi = i - self.bins.base
+        if bi < len(self.bins["time"]):
+            return float(self.bins["time"][max(bi, 0)])
+        return float(self.bins["time"][-1] + self.bins["width"][-1])
+
+    def fano1(self, i: int) -> float:
+        fi = int(np.clip(i - self.fano_clean.base, 0, len(self.fano_clean["fano"]) - 1))
+        f = self.fano_clean["fano"][fi] if len(self.fano_clean["fano"]) else np.nan
+        return float(f) if np.isfinite(f) else 1.0
+
+
+def _take(arr: np.ndarray, first: int, n: int, step: int) -> np.ndarray:
+    """``arr[first + i*step]`` for i < n, indices below 0 clamped to 0 (stream start)."""
+    if first >= 0:
+        return arr[first : first + (n - 1) * step + 1 : step]
+    return arr[np.maximum(first + step * np.arange(n), 0)]
+
+
+def _padded(arr: np.ndarray, a: int, b: int, fill) -> np.ndarray:
+    """``arr[a:b]`` with ``fill`` where the range leaves the array."""
+    out = np.full(b - a, fill, dtype=arr.dtype)
+    lo, hi = max(a, 0), min(b, len(arr))
+    if hi > lo:
+        out[lo - a : hi - a] = arr[lo:hi]
+    return out
+
+
+def _clip_bias(clip: float) -> float:
+    """E[min(z^2, clip)] for a standard normal z."""
+    from scipy import special, stats
+
+    c = np.sqrt(clip)
+    tail = 2 * (c * stats.norm.pdf(c) + special.ndtr(-c))
+    return float(1 - tail + clip * 2 * special.ndtr(-c))
+
+
+__all__ = ["Engine"]
