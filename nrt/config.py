@@ -8,6 +8,7 @@ can change it (``reload``) and whether it is a secret (never logged). Sizes
 what is allowed. ``nrt.example.toml`` documents every key with its default.
 """
 
+# ruff: noqa: RUF009  (`_f` returns a dataclasses.field carrying the key's documentation)
 from __future__ import annotations
 
 import dataclasses
@@ -251,7 +252,7 @@ def _convert(f: dataclasses.Field, kind: Any, value: Any) -> Any:
         items = value if isinstance(value, list) else [value]
         if any(v not in choices for v in items):
             raise ValueError("not allowed")
-    if "min" in meta and value < meta["min"] or "max" in meta and value > meta["max"]:
+    if ("min" in meta and value < meta["min"]) or ("max" in meta and value > meta["max"]):
         raise ValueError("out of range")
     return value
 
