@@ -109,8 +109,19 @@ def _identity(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _take(path: Path, st: os.stat_result, max_bytes: int) -> tuple[bytes, str] | None:
+    """The bytes and their sha256, if the file is small enough and did not change."""
+    if st.st_size > max_bytes:
+        return None
+    data = _read_unchanged(path, st)
+    return None if data is None else (data, hashlib.sha256(data).hexdigest())
+
+
+def _probe_and_take(
+    path: Path, st: os.stat_result, max_bytes: int
+) -> tuple[bool | None, tuple[bytes, str] | None]:
+    absent = _writers_absent(path)
+    return absent, (_take(path, st, max_bytes) if absent else None)
 
 
 def _kind_of_entry(mode: int) -> str:
@@ -286,8 +297,14 @@ class InboxSource:
         if self.log.known_file(path, st):
             self._waiting.pop(str(path), None)
             return
-        if not await self._ready(path, st):
-            return
+        # One trip to a worker thread: ask whether anyone writes the file, and if not,
+        # read and hash it (so a renamed-in file costs a single hop before parsing).
+        absent, taken = await asyncio.to_thread(_probe_and_take, path, st, self.max_bytes)
+        if not absent:
+            if not self._stable(path, st, absent):
+                return
+            taken = await asyncio.to_thread(_take, path, st, self.max_bytes)
+        self._waiting.pop(str(path), None)
         if st.st_size > self.max_bytes:
             self._quarantine(
                 path,
@@ -298,11 +315,10 @@ class InboxSource:
                 ),
             )
             return
-        data = await asyncio.to_thread(_read_unchanged, path, st)
-        if data is None:  # changed under us: look again when it settles
+        if taken is None:  # changed under us: look again when it settles
             self._wait(path, st)
             return
-        sha = await asyncio.to_thread(_sha256, data)
+        data, sha = taken
         if not self.log.claim(sha):
             if self.log.has(sha):
                 self.log.remember_file(path, st, sha)
@@ -324,17 +340,12 @@ class InboxSource:
         finally:
             self.log.release(sha)
 
-    async def _ready(self, path: Path, st: os.stat_result) -> bool:
-        """True if nobody is writing the file; otherwise note it and look again later."""
-        absent = await asyncio.to_thread(_writers_absent, path)
-        if absent:
-            self._waiting.pop(str(path), None)
-            return True
+    def _stable(self, path: Path, st: os.stat_result, absent: bool | None) -> bool:
+        """Without a lease answer: ready once size and mtime held still for ``settle`` s."""
         previous = self._waiting.get(str(path))
         if absent is None and previous is not None:
             unchanged = (previous.size, previous.mtime_ns) == (st.st_size, st.st_mtime_ns)
             if unchanged and time.time() - st.st_mtime_ns / 1e9 >= self.settle:
-                self._waiting.pop(str(path), None)
                 return True
         self._wait(path, st)
         return False
