@@ -21,13 +21,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from nrt.alerts.model import Alert
 from nrt.alerts.mqtt import MqttConfig, explain
-from nrt.alerts.outbox import Outbox, default_path
+from nrt.alerts.outbox import Outbox, OutboxRow, default_path
 from nrt.alerts.sinks import DirectorySink, HookSink, MqttSink, Sink, _Partial
 
 log = logging.getLogger("nrt.alerts")
@@ -66,8 +66,17 @@ class AlertsConfig:
 class Publisher:
     """The outbox plus one delivery task per sink."""
 
-    def __init__(self, config: AlertsConfig, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        config: AlertsConfig,
+        sinks: Sequence[Sink] | None = None,
+        *,
+        on_delivered: Callable[[str, OutboxRow, float], None] | None = None,
+    ) -> None:
+        """`on_delivered(sink_name, row, seconds_since_commit)` is called after each
+        delivery is recorded (the daemon feeds its alert-latency histogram with it)."""
         self.config = config
+        self.on_delivered = on_delivered
         self.sinks = list(sinks) if sinks is not None else config.make_sinks()
         if not self.sinks:
             raise ValueError("no alert sink configured: set [alerts.mqtt], directory or hook")
@@ -179,6 +188,7 @@ class Publisher:
                 sent, error = 0, exc
             if sent:
                 self.outbox.mark_sent(sink.name, [row.seq for row in rows[:sent]])
+                self._notify(sink, rows[:sent])
             if error is None:
                 self._report(sink, None)
                 delay = self.config.retry_initial
@@ -192,6 +202,16 @@ class Publisher:
             idle.set()  # flush() re-checks; it must not hang on a sink that is backing off
             await asyncio.sleep(delay)  # close() cancels this task
             delay = min(delay * 2, self.config.retry_max)
+
+    def _notify(self, sink: Sink, rows: Sequence[OutboxRow]) -> None:
+        if self.on_delivered is None:
+            return
+        now = time.time()
+        for row in rows:
+            try:
+                self.on_delivered(sink.name, row, now - row.committed)
+            except Exception:
+                log.exception("on_delivered callback failed (delivery itself is recorded)")
 
     def _describe(self, sink: Sink, error: BaseException) -> str:
         if isinstance(sink, MqttSink):

@@ -12,7 +12,7 @@ from pathlib import Path
 import paho.mqtt.publish as paho_publish
 from click.testing import CliRunner
 
-from nrt.alerts import AlertsConfig, MqttConfig, Publisher
+from nrt.alerts import AlertsConfig, MqttConfig, Outbox, Publisher
 from nrt.cli import main
 from tests.alerts.conftest import broker_in
 from tests.alerts.factory import make_burst
@@ -37,21 +37,24 @@ def test_list_shows_every_revision_and_its_delivery(isolated_nrt_dirs) -> None:
     asyncio.run(commit_only())
     assert (isolated_nrt_dirs["state"] / "alerts-outbox.sqlite").exists()
 
+    # Listing beside a live writer (the daemon) works: WAL, read-only connection.
+    writer = Outbox(isolated_nrt_dirs["state"] / "alerts-outbox.sqlite")
+    writer.mark_sent("mqtt", [1])
     text = runner.invoke(main, ["alerts", "list"])
+    writer.close()
     assert text.exit_code == 0, text.output
     lines = text.output.splitlines()
     assert len(lines) == len(alerts)
-    assert alerts[0].id in lines[0] and "#1" in lines[0] and "mqtt:pending(0)" in lines[0]
+    assert alerts[0].id in lines[0] and "#1" in lines[0] and "mqtt:sent" in lines[0]
+    assert "mqtt:pending(0)" in lines[1]
 
     machine = runner.invoke(main, ["alerts", "list", "--json", "--pending"])
     records = [json.loads(line) for line in machine.output.splitlines()]
     assert [(r["alert"]["id"], r["alert"]["record_number"]) for r in records] == [
-        a.key for a in alerts
+        a.key for a in alerts[1:]
     ]
     assert records[0]["delivery"]["mqtt"]["state"] == "pending"
-    assert records[0]["alert"] == alerts[0].to_json() | {
-        "alert_datetime": records[0]["alert"]["alert_datetime"]
-    }
+    assert records[0]["alert"] == alerts[1].to_json()
 
 
 def test_follow_prints_each_revision_once_and_skips_junk(broker: Mosquitto) -> None:

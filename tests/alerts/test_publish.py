@@ -29,12 +29,13 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
     broker = broker_in(tmp_path / "mq").start()
     collector = Collector("127.0.0.1", broker.port, client_id="persistent-sub").start()
     alerts = make_burst(n_ids=6, per_id=3)
+    delivered: list = []
     try:
         broker.stop()
 
         async def publish_through_outage() -> None:
             config = AlertsConfig(mqtt=MqttConfig(url=broker.url), retry_max=0.3)
-            async with Publisher(config) as publisher:
+            async with Publisher(config, on_delivered=lambda *a: delivered.append(a)) as publisher:
                 for alert in alerts:
                     assert await publisher.submit(alert)
                 assert not await publisher.submit(alerts[0]), "resubmission must be a no-op"
@@ -44,6 +45,10 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
                 broker.start()
                 await publisher.flush(timeout=20)
                 assert publisher.errors["mqtt"] is None
+                assert [(row.id, row.record_number) for _, row, _ in delivered] == [
+                    a.key for a in alerts
+                ]
+                assert all(age >= 0.8 for _, _, age in delivered), "delayed by the outage"
 
         asyncio.run(publish_through_outage())
         collector.wait_for(lambda c: len(c.on("/voevent")) >= len(alerts), settle=0.5)
