@@ -94,6 +94,9 @@ class MqttSink(Sink):
     async def _drop(self) -> None:
         client, self.client = self.client, None
         if client is not None:
+            lost = client._disconnected  # retrieve a lost connection's error: no asyncio noise
+            if lost.done() and not lost.cancelled():
+                lost.exception()
             with contextlib.suppress(Exception):
                 await client.__aexit__(None, None, None)
 
