@@ -55,23 +55,30 @@ class _Writer:
             name, n = f"{base}-{n}{suffix}", n + 1
         return name
 
-    def _write(self, name: str, data: bytes | memoryview) -> None:
+    def _write(self, name: str, *parts: bytes | memoryview) -> None:
+        """Write `parts` to one file, fsynced, hashing as it goes (no extra copy)."""
         path = self.directory / name
+        digest, size = hashlib.sha256(), 0
         with open(path, "wb") as f:
-            f.write(data)
+            for part in parts:
+                digest.update(part)
+                f.write(part)
+                size += memoryview(part).nbytes
             f.flush()
             os.fsync(f.fileno())
-        self.files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+        self.files[name] = {"sha256": digest.hexdigest(), "size": size}
 
-    def _array_bytes(self, arr: np.ndarray, path: str) -> bytes:
+    def _write_array(self, name: str, arr: np.ndarray, path: str) -> None:
+        """Write an .npy file: the standard header, then the array's memory as it is."""
         if arr.dtype.hasobject:
             raise ProductError(
                 f"{self.owner}.{path}: numpy array of dtype object cannot be stored without "
                 f"pickle; convert it to a numeric/string dtype or a Table. Allowed: {ALLOWED}"
             )
-        buf = io.BytesIO()
-        np.lib.format.write_array(buf, np.require(arr, requirements="C"), allow_pickle=False)
-        return buf.getbuffer()
+        arr = np.require(arr, requirements="C")
+        header = io.BytesIO()
+        np.lib.format.write_array_header_2_0(header, np.lib.format.header_data_from_array_1_0(arr))
+        self._write(name, header.getvalue(), memoryview(arr.reshape(-1).view(np.uint8)))
 
     def encode(self, value: Any, path: str) -> Any:
         if value is None or isinstance(value, bool | str | int):
@@ -86,7 +93,7 @@ class _Writer:
             return quantity
         if isinstance(value, np.ndarray):
             name = self._name(path, ".npy")
-            self._write(name, self._array_bytes(value, path))
+            self._write_array(name, value, path)
             return {"$npy": name}
         if isinstance(value, np.generic):
             if value.dtype.hasobject:
@@ -136,7 +143,7 @@ def _quantity_token(writer: _Writer, value: Any, path: str) -> dict | None:
     if units is None or not isinstance(value, units.Quantity):
         return None
     name = writer._name(path, ".npy")
-    writer._write(name, writer._array_bytes(np.asarray(value.value), path))
+    writer._write_array(name, np.asarray(value.value), path)
     return {"$quantity": name, "unit": value.unit.to_string()}
 
 

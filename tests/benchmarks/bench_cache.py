@@ -310,7 +310,8 @@ def logging_quiet() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("redun").setLevel(logging.WARNING)
+    for name in ("redun",):
+        logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
 
 
