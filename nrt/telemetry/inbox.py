@@ -37,9 +37,11 @@ import watchfiles
 
 from nrt.telemetry.formats import MAX_CHUNK_BYTES, Chunk, TelemetryError, read_chunk
 from nrt.telemetry.ingest import (
+    FileIdentity,
     IngestLog,
     Problem,
     Quarantine,
+    file_identity,
     is_safe_name,
     is_temp_name,
     printable,
@@ -103,6 +105,22 @@ def _read_unchanged(path: Path, st: os.stat_result) -> bytes | None:
     if len(data) != st.st_size or _identity(after) != _identity(st):
         return None
     return data
+
+
+def _list_entries(directory: Path) -> dict[str, FileIdentity | None]:
+    """Entries to look at (temporary names left out): path -> identity (None: not a file)."""
+    found: dict[str, FileIdentity | None] = {}
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if is_temp_name(entry.name):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            continue
+        found[entry.path] = file_identity(st) if stat.S_ISREG(st.st_mode) else None
+    return found
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -169,6 +187,8 @@ class InboxSource:
         self._todo: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._waiting: dict[str, _Waiting] = {}
+        #: inbox files already handled: path -> identity (loaded from the log at start).
+        self._known: dict[str, FileIdentity] = {}
         #: set once the first full scan has been queued and the watcher is running.
         self.started = asyncio.Event()
 
@@ -177,6 +197,7 @@ class InboxSource:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set; the file being handled is finished first."""
         self.inbox.mkdir(parents=True, exist_ok=True)
+        self._known = self.log.files_in(self.inbox)
         tasks = [
             asyncio.create_task(self._watch(stop), name="inbox-watch"),
             asyncio.create_task(self._rescan_periodically(stop), name="inbox-rescan"),
@@ -221,25 +242,34 @@ class InboxSource:
                 log.warning("watching %s failed (%s); restarting the watch", self.inbox, exc)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 failures += 1
-                self.rescan()
+                await self.rescan()
 
     async def _rescan_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            self.rescan()
+            await self.rescan()
             self.started.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.rescan_interval)
 
-    def rescan(self) -> None:
-        """Queue every entry of the inbox (cheap for files already handled)."""
+    async def rescan(self) -> None:
+        """Queue every inbox entry not handled yet; forget handled files that left.
+
+        Listing and stat run on a worker thread, and handled files are recognised by
+        inode, size and times from memory, so a large inbox costs no reads.
+        """
         try:
-            names = sorted(entry.name for entry in os.scandir(self.inbox))
+            listing = await asyncio.to_thread(_list_entries, self.inbox)
         except OSError as exc:
             log.warning("cannot list inbox %s: %s", self.inbox, exc)
             return
-        for name in names:
-            if not is_temp_name(name):
-                self._enqueue(os.path.join(self.inbox, name))
+        for path, identity in listing.items():
+            if identity is None or self._known.get(path) != identity:
+                self._enqueue(path)
+        gone = [path for path in self._known if path not in listing]
+        if gone:
+            for path in gone:
+                del self._known[path]
+            self.log.forget_files(gone)
 
     async def _recheck_waiting(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -294,7 +324,7 @@ class InboxSource:
                 ),
             )
             return
-        if self.log.known_file(path, st):
+        if self._known.get(str(path)) == file_identity(st):
             self._waiting.pop(str(path), None)
             return
         # One trip to a worker thread: ask whether anyone writes the file, and if not,
@@ -321,7 +351,7 @@ class InboxSource:
         data, sha = taken
         if not self.log.claim(sha):
             if self.log.has(sha):
-                self.log.remember_file(path, st, sha)
+                self._remember(path, st, sha)
                 self.log.count_duplicate(SOURCE)
             else:  # the same bytes are being handled from MQTT right now: look again
                 self._wait(path, st)
@@ -336,7 +366,7 @@ class InboxSource:
             # that takes the chunk from the queue always finds its record. Stopped while
             # waiting on a full queue, the file is neither recorded nor lost.
             self.log.record_chunk(result, path, SOURCE)
-            self.log.remember_file(path, st, sha)
+            self._remember(path, st, sha)
         finally:
             self.log.release(sha)
 
@@ -349,6 +379,10 @@ class InboxSource:
                 return True
         self._wait(path, st)
         return False
+
+    def _remember(self, path: Path, st: os.stat_result, sha: str) -> None:
+        self._known[str(path)] = file_identity(st)
+        self.log.remember_file(path, file_identity(st), sha)
 
     def _wait(self, path: Path, st: os.stat_result) -> None:
         self._waiting[str(path)] = _Waiting(

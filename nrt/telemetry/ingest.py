@@ -21,6 +21,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,14 @@ CREATE TABLE IF NOT EXISTS announced (
     at REAL NOT NULL
 );
 """
+
+
+#: What tells one version of a file from another without reading it.
+FileIdentity = tuple[int, int, int, int]  # inode, size, mtime_ns, ctime_ns
+
+
+def file_identity(st: os.stat_result) -> FileIdentity:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def is_temp_name(name: str) -> bool:
@@ -153,11 +162,18 @@ class IngestLog:
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._claimed: set[str] = set()
-        #: events by (source, what): what in handled, duplicate, quarantined.
+        #: events by (source, outcome): outcome is handled, duplicate or quarantined.
         self.counts: Counter[tuple[str, str]] = Counter()
+        #: called with (source, outcome) on each event, e.g. to feed a Prometheus counter.
+        self.on_count: Callable[[str, str], None] | None = None
 
     def close(self) -> None:
         self._db.close()
+
+    def _count(self, source: str, outcome: str) -> None:
+        self.counts[(source, outcome)] += 1
+        if self.on_count is not None:
+            self.on_count(source, outcome)
 
     # ------------------------------------------------------------ content hashes
 
@@ -216,7 +232,7 @@ class IngestLog:
                 [(record.sha256, *span) for span in record.spans],
             )
         self._claimed.discard(chunk.sha256)
-        self.counts[(source, "handled")] += 1
+        self._count(source, "handled")
         return record
 
     def record(self, sha256: str) -> ChunkRecord | None:
@@ -259,23 +275,31 @@ class IngestLog:
         ]
 
     def count_duplicate(self, source: str) -> None:
-        self.counts[(source, "duplicate")] += 1
+        self._count(source, "duplicate")
 
     # ------------------------------------------------------------ inbox files
 
-    def known_file(self, path: Path, st: os.stat_result) -> bool:
-        """True if this exact file (same inode, size, times) was handled: no need to hash it."""
-        row = self._db.execute(
-            "SELECT ino, size, mtime_ns, ctime_ns FROM files WHERE path = ?", (str(path),)
-        ).fetchone()
-        return row == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    def files_in(self, directory: Path) -> dict[str, FileIdentity]:
+        """Handled files directly in ``directory``: path -> (inode, size, mtime_ns, ctime_ns)."""
+        prefix = os.path.join(str(directory), "")
+        rows = self._db.execute(
+            "SELECT path, ino, size, mtime_ns, ctime_ns FROM files WHERE substr(path, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}  # type: ignore[misc]
 
-    def remember_file(self, path: Path, st: os.stat_result, sha256: str) -> None:
+    def remember_file(self, path: Path, identity: FileIdentity, sha256: str) -> None:
+        """A file handled (or found to be a duplicate): a rescan need not read it again."""
         with self._db:
             self._db.execute(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
-                (str(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, sha256),
+                (str(path), *identity, sha256),
             )
+
+    def forget_files(self, paths: Iterable[str]) -> None:
+        """Drop records of files that left the inbox (archived, deleted)."""
+        with self._db:
+            self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
 
     # ------------------------------------------------------------ quarantine
 
@@ -291,7 +315,7 @@ class IngestLog:
             )
         if sha256:
             self._claimed.discard(sha256)
-        self.counts[(source, "quarantined")] += 1
+        self._count(source, "quarantined")
 
     def quarantined(self) -> list[dict]:
         """Every quarantined input, oldest first."""

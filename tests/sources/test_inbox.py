@@ -54,7 +54,7 @@ def test_temporary_names_are_ignored(tmp_path: Path) -> None:
         async with inbox_running(tmp_path) as r:
             for temp in temp_names:
                 (r.inbox / temp).write_bytes(data)  # written in place, never renamed
-            r.source.rescan()
+            await r.source.rescan()
             assert await r.quiet(0.5) == []
             f.rename_in(r.inbox, f.name("acs"), data)
             assert (await r.next()).name == f.name("acs")
@@ -120,6 +120,7 @@ def test_each_content_is_handled_once_across_restarts(tmp_path: Path) -> None:
     # While the daemon is down: one new file, and the same content once more under a new name.
     f.rename_in(tmp_path / "inbox", f.name("acs", seq=3), f.acs(t0=1015.0, seed=3))
     f.rename_in(tmp_path / "inbox", f.name("acs", seq=8), files[f.name("acs", seq=1)])
+    (tmp_path / "inbox" / f.name("acs", seq=2)).unlink()  # archived by an operator
 
     async def second() -> None:
         async with inbox_running(tmp_path) as r:  # a fresh process: state from SQLite only
@@ -129,6 +130,8 @@ def test_each_content_is_handled_once_across_restarts(tmp_path: Path) -> None:
             assert r.log.counts[("inbox", "handled")] == 1
             assert r.log.counts[("inbox", "duplicate")] == 1  # only seq 8 had to be hashed
             assert len(r.log.records()) == 4
+            known = {Path(p).name for p in r.log.files_in(r.inbox)}
+            assert known == {f.name("acs", seq=s) for s in (0, 1, 3, 7, 8)}  # seq 2 forgotten
 
     run(second())
 
