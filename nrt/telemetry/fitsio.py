@@ -232,3 +232,112 @@ def _decode(raw: np.ndarray, code: str, h: dict[str, Any], i: int) -> np.ndarray
     if zero != 0 or scale != 1:
         return native * float(scale) + float(zero)
     return native
+
+
+# --------------------------------------------------------------------------- writing
+
+#: numpy dtype -> (TFORM code, big-endian dtype) for the columns we write.
+_WRITE_CODES = {
+    "f8": ("D", ">f8"),
+    "f4": ("E", ">f4"),
+    "i8": ("K", ">i8"),
+    "i4": ("J", ">i4"),
+    "i2": ("I", ">i2"),
+    "u1": ("B", "u1"),
+    "b1": ("L", "u1"),
+}
+
+
+def format_card(key: str, value: Any, comment: str = "") -> str:
+    """One 80-character fixed-format FITS card (FITS 4.0, section 4.2)."""
+    if len(key) > 8 or not re.fullmatch(r"[A-Z0-9_-]+", key):
+        raise ValueError(f"FITS keyword {key!r} must be 1-8 of A-Z 0-9 _ -")
+    if isinstance(value, (bool, np.bool_)):
+        text = f"{'T' if value else 'F':>20}"
+    elif isinstance(value, (int, np.integer)):
+        text = f"{int(value):>20}"
+    elif isinstance(value, (float, np.floating)):
+        text = f"{_format_float(float(value)):>20}"
+    elif isinstance(value, str):
+        if not value.isascii() or not value.isprintable():
+            raise ValueError(f"FITS string for {key} must be printable ASCII: {value!r}")
+        quoted = "'" + value.replace("'", "''").ljust(8) + "'"
+        text = f"{quoted:<20}"
+    else:
+        raise TypeError(f"cannot write {type(value).__name__} as FITS keyword {key}")
+    card = f"{key:<8}= {text}"
+    if comment:
+        card += f" / {comment}"
+    if len(card) > CARD:
+        raise ValueError(f"FITS card for {key} is longer than 80 characters")
+    return card.ljust(CARD)
+
+
+def _format_float(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"FITS header values must be finite, not {value}")
+    text = repr(value)
+    if len(text) > 20:
+        text = f"{value:.16G}"
+    mantissa, _, exponent = text.upper().partition("E")
+    if "." not in mantissa:
+        mantissa += "."
+    return mantissa + ("E" + exponent if exponent else "")
+
+
+def _header_block(cards: list[str]) -> bytes:
+    text = "".join(cards) + "END".ljust(CARD)
+    text += " " * (-len(text) % BLOCK)
+    return text.encode("ascii")
+
+
+def table_bytes(
+    extname: str,
+    columns: dict[str, np.ndarray],
+    table_cards: dict[str, Any],
+    primary_cards: dict[str, Any],
+) -> bytes:
+    """A FITS file: an empty primary HDU and one BINTABLE; fast and deterministic.
+
+    ``columns`` are 1-D arrays of the dtypes in ``_WRITE_CODES`` or byte strings (``S``).
+    """
+    names, dtypes, forms = [], [], []
+    for name, values in columns.items():
+        kind = values.dtype.str[1:]
+        if values.dtype.kind == "S":
+            form, dtype = f"{values.dtype.itemsize}A", values.dtype.str
+        elif kind in _WRITE_CODES:
+            form, dtype = _WRITE_CODES[kind]
+        else:
+            raise TypeError(f"column {name}: cannot write dtype {values.dtype}")
+        names.append(name)
+        dtypes.append((name, dtype))
+        forms.append(form)
+    nrows = len(next(iter(columns.values()))) if columns else 0
+    rows = np.empty(nrows, dtype=dtypes)
+    for name, values in columns.items():
+        if len(values) != nrows:
+            raise ValueError(f"column {name} has {len(values)} rows, not {nrows}")
+        rows[name] = np.where(values, ord("T"), ord("F")) if values.dtype == np.bool_ else values
+    primary = [
+        format_card("SIMPLE", True, "conforms to FITS standard"),
+        format_card("BITPIX", 8),
+        format_card("NAXIS", 0),
+        format_card("EXTEND", True),
+    ] + [format_card(k, v) for k, v in primary_cards.items()]
+    table = [
+        format_card("XTENSION", "BINTABLE", "binary table extension"),
+        format_card("BITPIX", 8),
+        format_card("NAXIS", 2),
+        format_card("NAXIS1", rows.dtype.itemsize, "width of table in bytes"),
+        format_card("NAXIS2", nrows, "number of rows in table"),
+        format_card("PCOUNT", 0),
+        format_card("GCOUNT", 1),
+        format_card("TFIELDS", len(names)),
+    ]
+    for i, (name, form) in enumerate(zip(names, forms, strict=True), start=1):
+        table += [format_card(f"TTYPE{i}", name), format_card(f"TFORM{i}", form)]
+    table.append(format_card("EXTNAME", extname))
+    table += [format_card(k, v) for k, v in table_cards.items()]
+    payload = rows.tobytes()
+    return _header_block(primary) + _header_block(table) + payload + b"\0" * (-len(payload) % BLOCK)

@@ -315,3 +315,31 @@ def test_max_bytes_is_checked_before_reading(tmp_path: Path) -> None:
     os.chmod(path, 0)
     if os.geteuid() != 0:
         assert _error(path).field == "file"
+
+
+def test_written_fits_is_standard(tmp_path: Path) -> None:
+    """Our own writer's bytes pass astropy's verification and read back identically."""
+    cols = _columns("isgri")
+    data = chunk_bytes(
+        "isgri", PID, cols, 1.0e8, 1.0e8 + 1800, OBJECT="it's", FLAG=True, TINY=1e-300, BIG=2**40
+    )
+    assert len(data) % 2880 == 0
+    import io
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with fits.open(io.BytesIO(data)) as hdul:
+            hdul.verify("exception")
+            header, table = hdul["EVENTS"].header, hdul["EVENTS"].data
+            assert header["OBJECT"] == "it's" and header["FLAG"] is True
+            assert header["TINY"] == 1e-300 and header["BIG"] == 2**40
+            assert hdul[0].header["POINTING"] == PID
+            for name in cols:
+                np.testing.assert_array_equal(table[name], cols[name])
+    chunk = read_chunk(data)
+    assert chunk.header["OBJECT"] == "it's" and chunk.header["TINY"] == 1e-300
+    with pytest.raises(ValueError, match="ASCII"):
+        chunk_bytes("acs", PID, _columns("acs"), 1.0e8, 1.0e8 + 1800, OBJECT="caf\u00e9")
+    with pytest.raises(ValueError, match="finite"):
+        chunk_bytes("acs", PID, _columns("acs"), 1.0e8, float("nan"))
