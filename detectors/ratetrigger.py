@@ -8,6 +8,7 @@ triggers (tested). Energy bands for event data are in :func:`detect_events`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -123,3 +124,64 @@ def detect(
             None if valid is None else np.asarray(valid)[sl],
         )
     return out + trig.flush()
+
+
+#: Default ISGRI-like bands (keV): soft, hard and the whole range.
+DEFAULT_BANDS: tuple[tuple[float, float], ...] = ((15.0, 50.0), (50.0, 300.0), (15.0, 300.0))
+
+
+def detect_events(
+    times,
+    energies,
+    *,
+    bin_width: float,
+    start: float | None = None,
+    stop: float | None = None,
+    bands: tuple[tuple[float, float], ...] = DEFAULT_BANDS,
+    instrument: str,
+    config: TriggerConfig | None = None,
+    time_to_utc: TimeToUTC | None = None,
+    pointing: str | None = None,
+) -> list[Trigger]:
+    """Rate trigger on event data, one light curve per energy band.
+
+    The false-alarm budget is shared: each band runs at ``far / len(bands)``, so
+    the total stays the stated rate. Triggers of different bands that fall
+    within one another's windows are the same event: the most significant is kept.
+    """
+    cfg = config or TriggerConfig()
+    times = np.asarray(times, dtype=float)
+    energies = np.asarray(energies, dtype=float)
+    t0 = float(times.min()) if start is None else start
+    t1 = float(times.max()) + bin_width if stop is None else stop
+    nbin = max(1, int(np.ceil((t1 - t0) / bin_width)))
+    edges = t0 + bin_width * np.arange(nbin + 1)
+    per_band = TriggerConfig(**{**cfg.__dict__, "far_per_day": cfg.far_per_day / len(bands)})
+    found: list[Trigger] = []
+    for lo, hi in bands:
+        sel = (energies >= lo) & (energies < hi)
+        counts, _ = np.histogram(times[sel], bins=edges)
+        found += detect(
+            edges[:-1],
+            bin_width,
+            counts.astype(float),
+            instrument=instrument,
+            config=per_band,
+            band=(lo, hi),
+            time_to_utc=time_to_utc,
+            pointing=pointing,
+            bin_width=bin_width,
+        )
+    # each band's FAR counts once per band in the total
+    found = [replace(x, far_per_day=x.far_per_day * len(bands)) for x in found]
+    return _merge_bands(found)
+
+
+def _merge_bands(triggers: list[Trigger]) -> list[Trigger]:
+    """Keep the most significant of triggers that overlap in time across bands."""
+    kept: list[Trigger] = []
+    for trig in sorted(triggers, key=lambda x: -x.significance):
+        a, b = trig.time_met - trig.timescale, trig.time_met + trig.timescale
+        if not any(a <= k.time_met + k.timescale and k.time_met - k.timescale <= b for k in kept):
+            kept.append(trig)
+    return sorted(kept, key=lambda x: x.time_met)
