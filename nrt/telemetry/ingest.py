@@ -335,9 +335,12 @@ class IngestLog:
                 (pointing, digest, reason, time.time()),
             )
 
-    def announced(self) -> dict[str, str]:
-        """pointing -> digest of the file set it was last announced with."""
-        return dict(self._db.execute("SELECT pointing, digest FROM announced"))
+    def announced(self, pointing: str | None = None) -> dict[str, str]:
+        """pointing -> digest of the file set it was last announced with (all, or one)."""
+        if pointing is None:
+            return dict(self._db.execute("SELECT pointing, digest FROM announced"))
+        query = "SELECT pointing, digest FROM announced WHERE pointing = ?"
+        return dict(self._db.execute(query, (pointing,)))
 
 
 def _pointing_spans(chunk: Chunk) -> tuple[tuple[str, float, float], ...]:

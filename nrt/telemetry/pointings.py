@@ -106,12 +106,14 @@ class PointingTracker:
         required_kinds: Iterable[str] = DATA_KINDS,
         grace: float = 900.0,
         gap_tolerance: float = 1.0,
+        retain: float = 2 * 86400.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.log = log
         self.required_kinds = tuple(required_kinds)
         self.grace = grace
         self.gap_tolerance = gap_tolerance
+        self.retain = retain
         self.clock = clock
         self._pointings: dict[str, _Pointing] = {}
         self._hashes: set[str] = set()
@@ -122,7 +124,7 @@ class PointingTracker:
         """Rebuild from the ingest log; return what is ready but was not announced so."""
         for record in self.log.records():
             self._add(record)
-        for pointing, digest in self.log.announced().items():
+        for pointing, digest in self.log.announced(None).items():
             if pointing in self._pointings:
                 self._pointings[pointing].announced = digest
         return self.poll()
@@ -135,8 +137,16 @@ class PointingTracker:
                 f"chunk {item.name} ({item.sha256[:12]}) is not in the ingest log; "
                 "chunks must come from a source (InboxSource, MqttSource)"
             )
-        touched = self._add(record)
+        if record.pointing not in self._pointings:  # new, or forgotten after `retain`
+            self._reload(record.pointing)
+        touched = self._add(record) or [record.pointing]
         return [ready for p in touched if (ready := self._check(self._pointings[p]))]
+
+    def _reload(self, pointing: str) -> None:
+        for record in self.log.records(pointing):
+            self._add(record)
+        if pointing in self._pointings:
+            self._pointings[pointing].announced = self.log.announced(pointing).get(pointing)
 
     def _add(self, record: ChunkRecord) -> list[str]:
         if record.sha256 in self._hashes:
@@ -164,8 +174,19 @@ class PointingTracker:
     # ------------------------------------------------------------ decisions
 
     def poll(self) -> list[PointingReady]:
-        """Pointings that are ready now (call on a timer, see ``next_deadline``)."""
-        return [ready for p in list(self._pointings.values()) if (ready := self._check(p))]
+        """Pointings that are ready now (call on a timer, see ``next_deadline``).
+
+        Also forgets pointings announced and quiet for ``retain`` seconds, so a daemon
+        running for months holds only recent pointings; a chunk arriving for one later
+        brings it back from the ingest log.
+        """
+        ready = [ready for p in list(self._pointings.values()) if (ready := self._check(p))]
+        now = self.clock()
+        for state in list(self._pointings.values()):
+            if state.announced == state.digest and now - state.last_arrival > self.retain:
+                del self._pointings[state.pointing]
+                self._hashes.difference_update(r.sha256 for r in state.files.values())
+        return ready
 
     def next_deadline(self) -> float | None:
         """Clock time at which a grace period next runs out, if any pointing waits."""

@@ -172,3 +172,20 @@ def test_uncovered_intervals() -> None:
     assert uncovered(0, 10, [(2, 12)], 0.1) == [(0, 2)]
     assert uncovered(0, 10, [], 0.1) == [(0, 10)]
     assert uncovered(0, 10, [(0, 3), (1, 2)], 0.1) == [(3, 10)]
+
+
+def test_old_pointings_are_forgotten_and_come_back_for_a_late_chunk(setup) -> None:
+    log, _tracker, clock, d = setup
+    tracker = PointingTracker(log, grace=60.0, retain=100.0, clock=clock)
+    for name, data in pointing_files().items():
+        ready = tracker.add(deliver(log, d, name, data))
+    (first,) = ready
+    clock.offset = 50.0
+    assert tracker.poll() == [] and tracker.pointings() == [f.P1]
+    clock.offset = 101.0
+    assert tracker.poll() == [] and tracker.pointings() == []  # forgotten, not re-announced
+    late = f.acs(t0=T0 + 1.0, seconds=1.0, seed=11)
+    (update,) = tracker.add(deliver(log, d, f.name("acs", f.P1, 7), late))
+    assert update.update and update.reason == "covered"
+    assert len(update.roots["acs"].files) == 3 and len(update.roots["isgri"].files) == 2
+    assert update.roots["isgri"].signature == first.roots["isgri"].signature
