@@ -107,9 +107,9 @@ def _read_unchanged(path: Path, st: os.stat_result) -> bytes | None:
     return data
 
 
-def _list_entries(directory: Path) -> dict[str, FileIdentity | None]:
-    """Entries to look at (temporary names left out): path -> identity (None: not a file)."""
-    found: dict[str, FileIdentity | None] = {}
+def _list_entries(directory: Path) -> dict[str, FileIdentity]:
+    """Entries to look at (no directories, no temporary names): path -> identity."""
+    found: dict[str, FileIdentity] = {}
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if is_temp_name(entry.name):
             continue
@@ -119,7 +119,7 @@ def _list_entries(directory: Path) -> dict[str, FileIdentity | None]:
             continue
         if stat.S_ISDIR(st.st_mode):
             continue
-        found[entry.path] = file_identity(st) if stat.S_ISREG(st.st_mode) else None
+        found[entry.path] = file_identity(st)
     return found
 
 
@@ -195,7 +195,11 @@ class InboxSource:
     # ------------------------------------------------------------ running
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop`` is set; the file being handled is finished first."""
+        """Run until ``stop`` is set.
+
+        Stopping abandons the file in hand (it is not recorded, so the next start
+        handles it again); chunks already on the queue are the consumer's to drain.
+        """
         self.inbox.mkdir(parents=True, exist_ok=True)
         self._known = self.log.files_in(self.inbox)
         tasks = [
@@ -263,7 +267,7 @@ class InboxSource:
             log.warning("cannot list inbox %s: %s", self.inbox, exc)
             return
         for path, identity in listing.items():
-            if identity is None or self._known.get(path) != identity:
+            if self._known.get(path) != identity:
                 self._enqueue(path)
         gone = [path for path in self._known if path not in listing]
         if gone:
@@ -304,6 +308,9 @@ class InboxSource:
             return
         if stat.S_ISDIR(st.st_mode):
             return
+        if self._known.get(str(path)) == file_identity(st):  # handled, or refused in place
+            self._waiting.pop(str(path), None)
+            return
         if not stat.S_ISREG(st.st_mode):
             what = _kind_of_entry(st.st_mode)
             self._quarantine(
@@ -323,9 +330,6 @@ class InboxSource:
                     "name files <kind>_<pointing>_<seq>.fits",
                 ),
             )
-            return
-        if self._known.get(str(path)) == file_identity(st):
-            self._waiting.pop(str(path), None)
             return
         # One trip to a worker thread: ask whether anyone writes the file, and if not,
         # read and hash it (so a renamed-in file costs a single hop before parsing).
@@ -392,6 +396,9 @@ class InboxSource:
     def _quarantine(self, path: Path, problem: Problem, sha256: str | None = None) -> None:
         self._waiting.pop(str(path), None)
         target = self.quarantine.move(path, SOURCE, problem, sha256)
+        if target == path:  # could not be moved: do not refuse it again until it changes
+            with contextlib.suppress(OSError):
+                self._known[str(path)] = file_identity(os.lstat(path))
         if target is not None:
             log.warning(
                 "quarantined %s -> %s: %s", printable(path.name), target.name, problem.problem

@@ -15,10 +15,13 @@ without :func:`is_safe_name`; :func:`sanitize_name` gives a harmless stand-in.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import sqlite3
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -378,18 +381,35 @@ class Quarantine:
     def move(
         self, path: Path, source: str, problem: Problem, sha256: str | None = None
     ) -> Path | None:
-        """Move an inbox entry (file, symlink, fifo: never followed) here; None if it vanished."""
-        target = self.directory / self._free_name(path.name)
+        """Move an inbox entry (file, symlink, fifo: never followed) here; None if it vanished.
+
+        Across file systems a regular file is copied and removed, anything else removed.
+        If even that fails (permissions), the entry stays where it is and the reason,
+        written here, says so.
+        """
+        free = self._free_name(path.name)
+        target = self.directory / free
         try:
-            os.replace(path, target)  # renames the entry itself, never what a link points to
+            try:
+                os.replace(path, target)  # renames the entry itself, never a link's target
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                if stat.S_ISREG(os.lstat(path).st_mode):
+                    shutil.copyfile(path, target, follow_symlinks=False)
+                else:
+                    target = self.directory / f"{free}.removed"
+                os.unlink(path)
         except FileNotFoundError:
             return None
-        except OSError as exc:  # another file system: leave it, but still say why
+        except OSError as exc:
             target = path
             problem = Problem(
-                f"{problem.problem} (could not be moved to quarantine: {exc})", problem.fix
+                f"{problem.problem} (left in place at {printable(str(path))}: "
+                f"could not be moved to quarantine: {exc})",
+                problem.fix,
             )
-        self._finish(path.name, target, source, problem, sha256)
+        self._finish(path.name, target, self.directory / f"{free}.reason", source, problem, sha256)
         return target
 
     def store(self, data: bytes, name: str, source: str, problem: Problem, sha256: str) -> Path:
@@ -402,11 +422,19 @@ class Quarantine:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        self._finish(name, target, source, problem, sha256)
+        self._finish(
+            name, target, target.with_name(target.name + ".reason"), source, problem, sha256
+        )
         return target
 
     def _finish(
-        self, name: str, target: Path, source: str, problem: Problem, sha256: str | None
+        self,
+        name: str,
+        target: Path,
+        reason_path: Path,
+        source: str,
+        problem: Problem,
+        sha256: str | None,
     ) -> None:
         reason = {
             "name": printable(name),
@@ -416,6 +444,5 @@ class Quarantine:
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "sha256": sha256,
         }
-        reason_path = target.with_name(target.name + ".reason")
         reason_path.write_text(json.dumps(reason, indent=1) + "\n")
         self.log.record_quarantine(name, target, source, sha256, problem)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
 from nrt.telemetry.formats import chunk_bytes
+from nrt.telemetry.ingest import IngestLog, Problem, Quarantine
 from tests.sources import factory as f
 from tests.sources.harness import inbox_running
 
@@ -133,3 +136,28 @@ def test_same_bad_bytes_sent_again_are_quarantined_again(tmp_path: Path) -> None
             assert list(r.inbox.iterdir()) == [r.inbox / f.name("hk")]
 
     asyncio.run(scenario())
+
+
+def test_quarantine_on_another_file_system(tmp_path: Path) -> None:
+    other = Path(tempfile.mkdtemp(dir="/dev/shm"))  # tmpfs: rename(2) fails with EXDEV
+    try:
+        log = IngestLog()
+        quarantine = Quarantine(other, log)
+        bad = tmp_path / "acs_025600010010_000001.fits"
+        bad.write_bytes(b"junk" * 1000)
+        link = tmp_path / "acs_025600010010_000002.fits"
+        link.symlink_to(bad)
+        problem = Problem("payload: is not FITS", "send FITS")
+        moved = quarantine.move(bad, "inbox", problem)
+        assert moved == other / bad.name and moved.read_bytes() == b"junk" * 1000
+        assert not bad.exists()
+        assert quarantine.move(link, "inbox", problem) is not None
+        assert not os.path.lexists(link)  # a link has no content to keep: removed
+        assert sorted(p.name for p in other.glob("*.reason")) == [
+            "acs_025600010010_000001.fits.reason",
+            "acs_025600010010_000002.fits.reason",
+        ]
+        assert log.counts[("inbox", "quarantined")] == 2
+        log.close()
+    finally:
+        shutil.rmtree(other)
