@@ -12,11 +12,11 @@ $(BIN)/python:
 
 # Re-install when the project's metadata changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,dask,irods]'
 	touch $@
 
 $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench,dask]'
+	$(BIN)/pip install -q -e '.[test,bench,dask,irods]'
 	touch $@
 
 demo: $(STAMP)

@@ -2,16 +2,23 @@
 
 Lookup takes the cheapest tier that holds a signature (skipping a tier whose
 transfer would cost more than recomputing, when the run time is known); a hit
-is copied into the faster tiers. New results go to memory and, for elements
-with ``cached = True``, to the first writable storage tier (local), recorded in
-the index. A corrupt entry is removed, counted, logged, and treated as a miss.
+is copied into every faster writable tier. New results go to memory and, for
+elements with ``cached = True``, to the first writable storage tier (local),
+recorded in the index; results whose compute time per byte is high are then
+replicated upward (to the slower, shared tiers such as iRODS), in the
+background by default. Tiers may be read-only (a shared archive): they are read,
+never written or cleaned. Each tier's measured latency and bandwidth are kept in
+the index (``tier_stats``) so the estimates survive restarts. A corrupt entry is
+removed, counted, logged, and treated as a miss.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +34,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Results costing at least this many compute seconds per MiB are replicated upward.
+REPLICATE_SECONDS_PER_MIB = 1.0
+#: Tier statistics are written to the index at most this often (seconds) per tier.
+STATS_SAVE_INTERVAL = 5.0
+
+
+@dataclass
+class FetchOption:
+    """One tier's part in a lookup decision (what ``nrt cache show`` prints)."""
+
+    tier: Tier
+    seconds: float
+    decision: str  # "try" or "skip: <reason>"
+
 
 class Cache:
     """What the executor talks to: lookup, store, single flight, maintenance."""
@@ -37,12 +58,20 @@ class Cache:
         index: Index | None = None,
         memory: MemoryTier | None = None,
         lock_dir: Path | None = None,
+        replicate_seconds_per_mib: float | None = REPLICATE_SECONDS_PER_MIB,
+        replicate_in_background: bool = True,
     ) -> None:
         self.memory = memory if memory is not None else MemoryTier()
         self.tiers = list(tiers)
         self.index = index
         self.single_flight = SingleFlight(lock_dir)
+        self.replicate_seconds_per_mib = replicate_seconds_per_mib
+        self.replicate_in_background = replicate_in_background
+        self._replicator: cf.ThreadPoolExecutor | None = None
+        self._replications: list[cf.Future] = []
+        self._stats_saved: dict[str, float] = {}
         self._remembered: set[str] = set()
+        self._load_tier_stats()
         local = self.local
         if (
             index is not None
@@ -57,11 +86,17 @@ class Cache:
         cache_dir: Path | str | None = None,
         state_dir: Path | str | None = None,
         memory_bytes: int = 1 << 30,
+        remote: list[Tier] | None = None,
     ) -> Cache:
-        """The standard chain: memory + local directory, index in the state directory."""
+        """The standard chain: memory + local directory (+ `remote` tiers), index in the state
+        directory. With `remote` None, the iRODS tier joins when ``NRT_IRODS_COLLECTION`` is set."""
         root = paths.cache_dir(cache_dir)
         index = Index(paths.state_dir(state_dir) / "index.db")
-        return cls([LocalTier(root)], index, MemoryTier(memory_bytes), lock_dir=root / ".locks")
+        if remote is None:
+            remote = _remote_from_environment()
+        return cls(
+            [LocalTier(root), *remote], index, MemoryTier(memory_bytes), lock_dir=root / ".locks"
+        )
 
     @property
     def local(self) -> LocalTier | None:
@@ -83,11 +118,9 @@ class Cache:
             metrics.CACHE_REQUESTS.labels("memory", "miss").inc()
         if not persistent:
             return None
-        row = self.index.get(signature) if self.index else None
-        size = row["size"] if row and row["size"] else 0
-        run_seconds = row["run_seconds"] if row else None
-        for tier in sorted(self.tiers, key=lambda t: t.cost(size)):
-            if run_seconds is not None and tier is not self.local and tier.cost(size) > run_seconds:
+        for option in self.fetch_plan(signature):
+            tier = option.tier
+            if option.decision != "try":
                 metrics.CACHE_REQUESTS.labels(tier.name, "skipped_costly").inc()
                 continue
             entry = self._get_from(tier, signature)
@@ -102,7 +135,28 @@ class Cache:
             return entry
         return None
 
+    def fetch_plan(self, signature: str) -> list[FetchOption]:
+        """Storage tiers in the order lookup tries them, each with its cost and decision.
+
+        Cheapest first, by each tier's measured latency and bandwidth for the
+        result's size (from the index). A tier other than the local one is
+        skipped when fetching from it would take longer than the recorded run
+        time: computing again is cheaper. Unknown size or run time: fetch.
+        """
+        row = self.index.get(signature) if self.index else None
+        size = row["size"] if row and row["size"] else 0
+        run_seconds = row["run_seconds"] if row else None
+        options = []
+        for tier in sorted(self.tiers, key=lambda t: t.cost(size)):
+            seconds = tier.cost(size)
+            decision = "try"
+            if run_seconds is not None and tier is not self.local and seconds > run_seconds:
+                decision = f"skip: recomputing ({run_seconds:.3g} s) is cheaper"
+            options.append(FetchOption(tier, seconds, decision))
+        return options
+
     def _get_from(self, tier: Tier, signature: str) -> Entry | None:
+        samples = _samples(tier)
         try:
             entry = tier.get(signature)
         except products.CorruptProduct as exc:
@@ -112,6 +166,8 @@ class Cache:
             return None
         if entry is None:
             metrics.CACHE_REQUESTS.labels(tier.name, "miss").inc()
+        elif _samples(tier) != samples:
+            self._save_tier_stats(tier)
         return entry
 
     def _remove(self, tier: Tier, signature: str) -> None:
@@ -121,16 +177,26 @@ class Cache:
             tier.delete(signature)
 
     def _promote(self, entry: Entry, source: Tier) -> None:
-        """Copy a hit into the faster tiers: the local directory, then memory."""
-        local = self.local
-        if local is not None and source is not local and not entry.failed:
-            try:
-                local.put(entry)
-                if self.index:
-                    self.index.record(entry.manifest, local.name)
-            except CacheWriteError as exc:
-                metrics.CACHE_WRITE_ERRORS.labels(local.name).inc()
-                log.warning("could not copy %s into the local tier: %s", entry.signature[:12], exc)
+        """Copy a hit into every writable tier faster than its source (local first), then memory."""
+        if not entry.failed:
+            nbytes = entry.nbytes
+            faster = [
+                t
+                for t in self.tiers
+                if t is not source
+                and not t.read_only
+                and (t is self.local or t.cost(nbytes) < source.cost(nbytes))
+            ]
+            for tier in sorted(faster, key=lambda t: t.cost(nbytes)):
+                try:
+                    tier.put(entry)
+                    if self.index:
+                        self.index.record(entry.manifest, tier.name)
+                except (CacheWriteError, OSError) as exc:
+                    metrics.CACHE_WRITE_ERRORS.labels(tier.name).inc()
+                    log.warning(
+                        "could not copy %s into tier %s: %s", entry.signature[:12], tier.name, exc
+                    )
         if entry.outputs is None and entry.directory is not None and not entry.failed:
             entry.outputs = products.read_outputs(
                 entry.directory, entry.manifest.get("outputs", {})
@@ -182,16 +248,88 @@ class Cache:
         return entry
 
     def _persist(self, entry: Entry) -> None:
-        local = self.local
-        if local is None:
+        """Write to the local tier (else the first writable one); replicate upward if costly."""
+        first = self.local or next((t for t in self.tiers if not t.read_only), None)
+        if first is None:
             return
         try:
-            local.put(entry)
+            first.put(entry)
         except CacheWriteError:
-            metrics.CACHE_WRITE_ERRORS.labels(local.name).inc()
+            metrics.CACHE_WRITE_ERRORS.labels(first.name).inc()
             raise
         if self.index:
-            self.index.record(entry.manifest, local.name)
+            self.index.record(entry.manifest, first.name)
+        upward = [t for t in self.tiers if t is not first and not t.read_only]
+        if upward and self._worth_replicating(entry):
+            if self.replicate_in_background:
+                if self._replicator is None:
+                    self._replicator = cf.ThreadPoolExecutor(1, thread_name_prefix="nrt-replicate")
+                self._replications = [f for f in self._replications if not f.done()]
+                self._replications.append(self._replicator.submit(self._replicate, entry, upward))
+            else:
+                self._replicate(entry, upward, raise_errors=True)
+
+    def _worth_replicating(self, entry: Entry) -> bool:
+        """Compute seconds per MiB at or above the threshold (negative results are not)."""
+        if self.replicate_seconds_per_mib is None or entry.failed:
+            return False
+        run_seconds = entry.manifest.get("run_seconds") or 0.0
+        mib = max(entry.nbytes, 1) / (1 << 20)
+        return run_seconds / mib >= self.replicate_seconds_per_mib
+
+    def _replicate(self, entry: Entry, tiers: list[Tier], raise_errors: bool = False) -> list[str]:
+        """Put `entry` into `tiers` (slower, shared ones); returns the names that took it."""
+        done = []
+        for tier in tiers:
+            try:
+                tier.put(entry)
+            except Exception as exc:
+                metrics.CACHE_WRITE_ERRORS.labels(tier.name).inc()
+                if raise_errors:
+                    raise
+                log.warning("replicating %s to %s failed: %s", entry.signature[:12], tier.name, exc)
+                continue
+            done.append(tier.name)
+            if self.index:
+                self.index.record(entry.manifest, tier.name)
+        return done
+
+    def wait_replication(self, timeout: float | None = None) -> None:
+        """Block until background replications queued so far have finished."""
+        cf.wait(list(self._replications), timeout=timeout)
+
+    def close(self) -> None:
+        """Finish replications and save the tiers' measured costs."""
+        self.wait_replication()
+        if self._replicator is not None:
+            self._replicator.shutdown(wait=True)
+            self._replicator = None
+        for tier in self.tiers:
+            self._save_tier_stats(tier, force=True)
+
+    # ------------------------------------------------------------ measured costs
+
+    def _load_tier_stats(self) -> None:
+        """Start each tier's estimates from what earlier processes measured."""
+        if self.index is None:
+            return
+        saved = self.index.tier_stats()
+        for tier in self.tiers:
+            stats, row = getattr(tier, "stats", None), saved.get(tier.name)
+            if stats is not None and row and row["samples"]:
+                stats.latency_s = row["latency_s"]
+                stats.bandwidth_bps = row["bandwidth_bps"]
+                stats.samples = row["samples"]
+
+    def _save_tier_stats(self, tier: Tier, force: bool = False) -> None:
+        stats = getattr(tier, "stats", None)
+        if self.index is None or stats is None or not stats.samples:
+            return
+        now = time.monotonic()
+        if not force and now - self._stats_saved.get(tier.name, -1e9) < STATS_SAVE_INTERVAL:
+            return
+        self._stats_saved[tier.name] = now
+        self.index.save_tier_stats(tier.name, stats.latency_s, stats.bandwidth_bps, stats.samples)
 
     def remember_graph(self, elements: list[Element]) -> None:
         """Record the components of every signature in a graph, for ``why`` (once per process)."""
@@ -310,6 +448,22 @@ class Cache:
             for t in self.tiers
         ]
         return found
+
+
+def _samples(tier: Tier) -> int:
+    stats = getattr(tier, "stats", None)
+    return stats.samples if stats is not None else 0
+
+
+def _remote_from_environment() -> list[Tier]:
+    """The iRODS tier when ``NRT_IRODS_COLLECTION`` names a collection (imported only then)."""
+    import os
+
+    if not os.environ.get("NRT_IRODS_COLLECTION"):
+        return []
+    from nrt.cache.irods import IrodsTier
+
+    return [IrodsTier.from_environment()]
 
 
 def _display(params: dict[str, Any]) -> dict[str, Any]:
