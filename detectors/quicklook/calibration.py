@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 import nrt
-from detectors.quicklook.lines import fit_line
+from detectors.quicklook import lines as line_fitting
 from nrt.telemetry.pointings import TelemetryFiles
 
 #: Calibration lines: label -> true energy (keV).
@@ -34,21 +34,28 @@ class LineFit(nrt.Element):
     input_events = TelemetryFiles
     lines = CALIBRATION_LINES
     search = 0.3
-    resolution = 0.06
+    sigma_guess = {"59.3": 2.2, "511": 5.6}  # keV: ISGRI-like resolution
     min_counts = 50.0
-    hash_includes = (fit_line,)
+    hash_includes = (line_fitting,)
 
     def main(self) -> None:
         ev = _events(self.input_events)
         energy, time = ev["ENERGY"], ev["TIME"]
         t0, t1 = float(time.min()), float(time.max())
         mid = 0.5 * (t0 + t1)
-        kw = {"search": self.search, "resolution": self.resolution, "min_counts": self.min_counts}
-        self.fits = {k: fit_line(energy, e, **kw) for k, e in self.lines.items()}
         first, second = energy[time < mid], energy[time >= mid]
-        self.halves = {
-            k: [fit_line(first, e, **kw), fit_line(second, e, **kw)] for k, e in self.lines.items()
-        }
+
+        def fit(values: np.ndarray, line: str) -> dict:
+            return line_fitting.fit_line(
+                values,
+                self.lines[line],
+                search=self.search,
+                sigma_guess=self.sigma_guess.get(line),
+                min_counts=self.min_counts,
+            )
+
+        self.fits = {k: fit(energy, k) for k in self.lines}
+        self.halves = {k: [fit(first, k), fit(second, k)] for k in self.lines}
         self.half_times = [0.5 * (t0 + mid), 0.5 * (mid + t1)]
         self.nevents = int(energy.size)
 

@@ -37,9 +37,7 @@ def pixel_threshold(false_positives: float = DEFAULT_FALSE_POSITIVES) -> float:
     return false_positives / (2 * DETECTOR_PIXELS**2)
 
 
-def find_outliers(
-    counts: np.ndarray, false_positives: float = DEFAULT_FALSE_POSITIVES
-) -> Outliers:
+def find_outliers(counts: np.ndarray, false_positives: float = DEFAULT_FALSE_POSITIVES) -> Outliers:
     """Noisy and dead pixels of a (128, 128) counts map against each module's median."""
     counts = np.asarray(counts)
     modules = module_map()

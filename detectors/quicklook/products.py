@@ -109,7 +109,9 @@ class DetectorMap(nrt.Element):
     def main(self) -> None:
         cols = self.input_events.columns
         if not len(cols.get("TIME", ())):
-            raise nrt.AnalysisException(f"no ISGRI events for pointing {self.input_events.pointing}")
+            raise nrt.AnalysisException(
+                f"no ISGRI events for pointing {self.input_events.pointing}"
+            )
         self.counts = codedmask.shadowgram(cols["DETY"], cols["DETZ"]).astype(np.int64)
         self.nevents = int(cols["TIME"].size)
 
@@ -151,10 +153,8 @@ class SkyImage(nrt.Element):
                 break
             y, z = codedmask.sky_pixel_to_angles(i, j)
             ra, dec = codedmask.instrument_to_radec(y, z, attitude)
-            rows.append(
-                (int(i), int(j), float(y), float(z), float(ra), float(dec))
-                + (float(sig[i, j]), float(image.flux[i, j]))
-            )
+            values = (y, z, ra, dec, sig[i, j], image.flux[i, j])
+            rows.append((int(i), int(j), *(float(v) for v in values)))
             s = self.separation
             work[max(0, i - s) : i + s + 1, max(0, j - s) : j + s + 1] = -np.inf
         names = ("SKY_Y", "SKY_Z", "Y_DEG", "Z_DEG", "RA", "DEC", "SIGNIFICANCE", "FLUX")
