@@ -18,7 +18,10 @@ COMMANDS: dict[str, str] = {
     "detect": "detectors.commands:detect",
     "cache": "nrt.cache.commands:cache",
     "config": "nrt.config:config_command",
+    "run": "nrt.daemon.commands:run",
+    "replay": "nrt.daemon.commands:replay",
     "alerts": "nrt.alerts.commands:alerts",
+    "simulate": "nrt.telemetry.commands:simulate",
 }
 
 

@@ -1,0 +1,112 @@
+"""The daemon's stream detectors: telemetry chunks in, trigger records out.
+
+Registered as the ``stream_triggers`` hook (``nrt.plugins``). One
+:class:`~detectors.ratetrigger.RateTrigger` per instrument stream, fed chunk by
+chunk with bounded state. SPI-ACS chunks are rates already; ISGRI events are
+binned on an absolute 50 ms grid (so chunk edges line up), one trigger per
+energy band, the false-alarm budget shared between bands. A chunk older than
+what a stream has already seen (late or replayed out of order) cannot be put
+back in time: it is skipped for triggering (counted in ``late_chunks``) and
+still used by the per-pointing quick-look.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from detectors.config import TriggerConfig
+from detectors.ratetrigger import DEFAULT_BANDS, RateTrigger
+from detectors.trigger import Trigger
+
+ISGRI_BIN = 0.05  # s
+
+
+def _utc(mjdref: float):
+    def convert(seconds: float) -> str:
+        from astropy.time import Time
+
+        return Time(mjdref, seconds / 86400.0, format="mjd", scale="tt").utc.isot + "Z"
+
+    return convert
+
+
+class StreamTriggers:
+    """Rate triggers for the kinds listed in the daemon's ``[trigger] instruments``."""
+
+    def __init__(self, config: Any = None) -> None:
+        far = float(getattr(config, "far_per_day", 1.0))
+        kinds = tuple(getattr(config, "instruments", ("acs",)))
+        self.kinds = kinds
+        self.far_per_day = far
+        self._streams: dict[str, list[tuple[tuple[float, float] | None, RateTrigger]]] = {}
+        self._seen_until: dict[str, float] = {}
+        self.late_chunks = 0
+
+    def _make(self, chunk) -> list[tuple[tuple[float, float] | None, RateTrigger]]:
+        to_utc = _utc(chunk.mjdref)
+        if chunk.kind == "acs":
+            width = float(chunk.header.get("TIMEDEL", 0.05))
+            config = TriggerConfig(far_per_day=self.far_per_day)
+            return [(None, RateTrigger("SPI-ACS", width, config, time_to_utc=to_utc))]
+        bands = DEFAULT_BANDS
+        config = TriggerConfig(far_per_day=self.far_per_day / len(bands))
+        return [
+            (band, RateTrigger("ISGRI", ISGRI_BIN, config, band=band, time_to_utc=to_utc))
+            for band in bands
+        ]
+
+    def push(self, chunk) -> list[Trigger]:
+        """Feed one chunk; return the triggers that completed."""
+        if chunk.kind not in self.kinds or (chunk.nrows == 0 and chunk.kind == "acs"):
+            return []
+        if chunk.tstart < self._seen_until.get(chunk.kind, -math.inf) - 1e-6:
+            self.late_chunks += 1
+            return []
+        streams = self._streams.get(chunk.kind)
+        if streams is None:
+            streams = self._streams[chunk.kind] = self._make(chunk)
+        self._seen_until[chunk.kind] = chunk.tstop
+        found: list[Trigger] = []
+        for band, trigger in streams:
+            time, width, counts = self._series(chunk, band)
+            if len(time):
+                found += trigger.push(time, width, counts)
+        return [replace(t, pointing=chunk.pointing) for t in _best_per_event(found)]
+
+    @staticmethod
+    def _series(chunk, band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if chunk.kind == "acs":
+            time = chunk.columns["TIME"]
+            width = np.full(len(time), float(chunk.header.get("TIMEDEL", 0.05)))
+            return time, width, chunk.columns["COUNTS"].astype(float)
+        first = math.floor(chunk.tstart / ISGRI_BIN)
+        last = math.ceil(chunk.tstop / ISGRI_BIN)
+        edges = ISGRI_BIN * np.arange(first, last + 1)
+        energy = chunk.columns["ENERGY"]
+        sel = (energy >= band[0]) & (energy < band[1])
+        counts, _ = np.histogram(chunk.columns["TIME"][sel], bins=edges)
+        return edges[:-1], np.full(len(counts), ISGRI_BIN), counts.astype(float)
+
+    def flush(self) -> list[Trigger]:
+        """End of the stream (replay): report what is still open."""
+        found = [
+            t for streams in self._streams.values() for _, trig in streams for t in trig.flush()
+        ]
+        return _best_per_event(found)
+
+
+def _best_per_event(triggers: list[Trigger]) -> list[Trigger]:
+    """Triggers of several bands within one another's windows are one event: keep the best."""
+    kept: list[Trigger] = []
+    for t in sorted(triggers, key=lambda t: -t.significance):
+        if not any(
+            k.instrument == t.instrument
+            and abs(k.time_met - t.time_met) <= max(k.timescale, t.timescale)
+            for k in kept
+        ):
+            kept.append(t)
+    return sorted(kept, key=lambda t: t.time_met)

@@ -1,0 +1,378 @@
+"""The daemon: one asyncio process wiring sources, detectors, pointings, alerts and metrics.
+
+::
+
+    inbox / MQTT / replay --> bounded queue --> stream detectors --> alerts (outbox -> MQTT, files, hook)
+                                            \\-> pointing tracker --> quick-look + health graph --> metrics, nrt/health/...
+
+Lifecycle: READY is sent to systemd once the sources, the outbox, the metrics
+server and the broker link are up; WATCHDOG pings come from the loop itself (a
+blocked loop misses them and systemd restarts us); SIGTERM stops input, drains
+the queue and running pointings, flushes the outbox within ``flush_timeout`` and
+exits 0; SIGHUP reloads what can change (see ``nrt.config``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nrt import config as configuration
+from nrt import metrics, paths
+from nrt.alerts.mqtt import MqttConfig as BrokerConfig
+from nrt.alerts.publisher import AlertsConfig, Publisher
+from nrt.cache import Cache
+from nrt.daemon.quicklook import PointingStage
+from nrt.daemon.replay import END, ReplaySource
+from nrt.daemon.stream import AlertRecord, StreamStage
+from nrt.systemd import Notifier, watchdog_interval
+from nrt.telemetry.inbox import InboxSource
+from nrt.telemetry.ingest import IngestLog, Quarantine
+from nrt.telemetry.mqttsource import MqttSource
+from nrt.telemetry.pointings import PointingTracker
+
+log = logging.getLogger(__name__)
+
+#: Seconds from the INTEGRAL epoch (MJD 51544.0 TT) to the Unix epoch, less TT-UTC.
+_IJD_TO_UNIX = (51544.0 - 40587.0) * 86400.0 - 69.184
+
+
+@dataclass
+class Layout:
+    """The directories a daemon uses, resolved once from configuration and environment."""
+
+    state: Path
+    cache: Path
+    inbox: Path
+    quarantine: Path
+
+    @classmethod
+    def of(cls, config: configuration.Config) -> Layout:
+        state = paths.state_dir(config.paths.state or None)
+        cache = paths.cache_dir(config.paths.cache or None)
+        inbox = Path(config.paths.inbox) if config.paths.inbox else state / "inbox"
+        quarantine = (
+            Path(config.paths.quarantine) if config.paths.quarantine else state / "quarantine"
+        )
+        return cls(state, cache, inbox, quarantine)
+
+
+@dataclass
+class Summary:
+    """What a run did: printed by ``nrt replay`` and ``nrt demo``."""
+
+    chunks: int = 0
+    alerts: list[AlertRecord] = field(default_factory=list)
+    pointings: list[Any] = field(default_factory=list)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    data_seconds: float = 0.0
+
+
+class Daemon:
+    """``nrt run`` (live: inbox and MQTT) and ``nrt replay`` (a directory, then stop)."""
+
+    def __init__(
+        self,
+        config: configuration.Config,
+        *,
+        replay: Path | None = None,
+        speed: float | None = None,
+        notifier: Notifier | None = None,
+        on_alert: Any = None,
+        on_progress: Any = None,
+    ) -> None:
+        self.config = config
+        self.layout = Layout.of(config)
+        self.replay = replay
+        self.speed = speed
+        self.notifier = notifier or Notifier()
+        self.on_alert = on_alert
+        self.on_progress = on_progress
+        self.summary = Summary()
+        self.stop_event: asyncio.Event | None = None
+        self._data_span: list[float] = []
+        self._arrivals: dict[str, float] = {}
+
+    # ------------------------------------------------------------ wiring
+
+    def _publisher(self) -> Publisher:
+        c, broker = self.config, None
+        if c.mqtt.enabled:
+            broker = BrokerConfig(
+                url=c.mqtt.url,
+                prefix=c.mqtt.prefix,
+                username=c.mqtt.username or None,
+                password=c.mqtt_password(),
+                ca_file=Path(c.mqtt.ca_file) if c.mqtt.ca_file else None,
+                cert_file=Path(c.mqtt.cert_file) if c.mqtt.cert_file else None,
+                key_file=Path(c.mqtt.key_file) if c.mqtt.key_file else None,
+                client_id=f"{c.mqtt.client_id}-alerts",
+                message_expiry=int(c.mqtt.message_expiry),
+            )
+        directory = Path(c.alerts.directory) if c.alerts.directory else None
+        if broker is None and directory is None and not c.alerts.hook:
+            directory = self.layout.state / "alerts"  # never drop alerts for want of a sink
+        settings = AlertsConfig(
+            mqtt=broker,
+            directory=directory,
+            hook=tuple(c.alerts.hook) or None,
+            outbox=self.layout.state / "alerts-outbox.sqlite",
+            author_ivorn=c.alerts.author_ivorn,
+        )
+        return Publisher(settings, on_delivered=self._delivered)
+
+    def _delivered(self, sink: str, row: Any, seconds_since_commit: float) -> None:
+        arrival = self._arrivals.get(row.id)
+        if arrival is not None and row.record_number == 1:
+            metrics.ALERT_LATENCY.labels(row.instrument).observe(time.monotonic() - arrival)
+
+    def _sources(
+        self, queue: asyncio.Queue, ingest: IngestLog, quarantine: Quarantine
+    ) -> list[Any]:
+        c = self.config
+        if self.replay is not None:
+            return [
+                ReplaySource(
+                    self.replay, queue, ingest, speed=self.speed, on_progress=self.on_progress
+                )
+            ]
+        found: list[Any] = []
+        if c.inbox.enabled:
+            self.layout.inbox.mkdir(parents=True, exist_ok=True)
+            found.append(
+                InboxSource(
+                    self.layout.inbox, queue, ingest, quarantine, rescan_interval=c.inbox.rescan
+                )
+            )
+        if c.mqtt.enabled and c.mqtt.telemetry:
+            broker = BrokerConfig(url=c.mqtt.url, prefix=c.mqtt.prefix)
+            found.append(
+                MqttSource(
+                    queue,
+                    ingest,
+                    quarantine,
+                    host=broker.host,
+                    port=broker.port,
+                    prefix=c.mqtt.prefix,
+                    client_id=f"{c.mqtt.client_id}-telemetry",
+                    store_dir=self.layout.state / "received",
+                    username=c.mqtt.username or None,
+                    password=c.mqtt_password(),
+                    tls_context=broker.ssl_context(),
+                )
+            )
+        return found
+
+    # ------------------------------------------------------------ running
+
+    async def run(self) -> int:
+        """Run until SIGTERM (live) or the end of the replay; returns the exit status."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self.stop_event = stop = asyncio.Event()
+        stop_input = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+        self.layout.state.mkdir(parents=True, exist_ok=True)
+        cache = Cache.open(
+            self.layout.cache, self.layout.state, memory_bytes=self.config.cache.memory_bytes
+        )
+        server = metrics.serve(self.config.metrics.listen) if self.config.metrics.listen else None
+        ingest = IngestLog(self.layout.state / "ingest.sqlite")
+        ingest.on_count = lambda source, outcome: (
+            metrics.TELEMETRY_FILES.labels("any", outcome).inc() if outcome != "handled" else None
+        )
+        quarantine = Quarantine(self.layout.quarantine, ingest)
+        publisher = self._publisher()
+        await publisher.start()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
+        tracker = PointingTracker(ingest, grace=self.config.quicklook.grace)
+        self.stream = StreamStage(
+            self.config.trigger, self.config.alerts.tense, publisher.submit, self._on_trigger
+        )
+        self.pointings = PointingStage(self.config, cache, publisher.publish_health)
+        sources = self._sources(queue, ingest, quarantine)
+
+        tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
+        consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
+        helpers = [
+            asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
+            asyncio.create_task(self._watchdog(), name="watchdog"),
+            asyncio.create_task(self._maintain(cache), name="gc"),
+        ]
+        for ready in tracker.restore():
+            self.pointings.submit(ready)
+        await self._wait_ready(publisher, sources)
+        self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
+        log.info(
+            "nrt ready: state %s, cache %s, metrics %s",
+            self.layout.state,
+            self.layout.cache,
+            self.config.metrics.listen or "off",
+        )
+
+        await stop.wait()
+        self.notifier.stopping("stopping: draining input, pointings and the outbox")
+        stop_input.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=10)
+        if self.replay is None:
+            await queue.put(END)
+        await consumer
+        if self.replay is not None:
+            for ready in tracker.poll() + _force_ready(tracker):
+                self.pointings.submit(ready)
+        await self.pointings.drain(None if self.replay is not None else 30)
+        for task in helpers:
+            task.cancel()
+        try:
+            await publisher.flush(timeout=self.config.alerts.flush_timeout)
+        except TimeoutError as exc:
+            log.error(
+                "stopping with alerts still pending (they are kept and sent at the next start): %s",
+                exc,
+            )
+        await publisher.close()
+        self.stream.close()
+        ingest.close()
+        if server:
+            server.stop()
+        self.summary.seconds = time.perf_counter() - started
+        self.summary.pointings = self.pointings.results
+        if self._data_span:
+            self.summary.data_seconds = max(self._data_span) - min(self._data_span)
+        for source in sources:
+            self.summary.problems += getattr(source, "problems", [])
+        return 0
+
+    async def _wait_ready(
+        self, publisher: Publisher, sources: list[Any], timeout: float = 10.0
+    ) -> None:
+        """Until the sources watch and the broker link is up (or the timeout: we go on degraded)."""
+        waits = [s.started.wait() for s in sources if hasattr(s, "started")]
+        mqtt = publisher.mqtt
+        if mqtt is not None and hasattr(mqtt, "connected"):
+            waits.append(mqtt.connected.wait())
+        if waits:
+            try:
+                await asyncio.wait_for(asyncio.gather(*waits), timeout)
+            except TimeoutError:
+                log.warning(
+                    "not everything came up within %.0f s (broker away?); running degraded", timeout
+                )
+
+    async def _consume(
+        self, queue: asyncio.Queue, tracker: PointingTracker, stop: asyncio.Event
+    ) -> None:
+        while True:
+            chunk = await queue.get()
+            if chunk is END:
+                if self.replay is not None:
+                    for record in await self.stream.finish():
+                        self.summary.alerts.append(record)
+                    stop.set()
+                return
+            arrival = time.monotonic()
+            self.summary.chunks += 1
+            metrics.TELEMETRY_FILES.labels(chunk.kind, "accepted").inc()
+            data_unix = _IJD_TO_UNIX + chunk.tstop + (chunk.mjdref - 51544.0) * 86400.0
+            metrics.TELEMETRY_LAG.labels(chunk.kind).set(time.time() - data_unix)
+            self._data_span += [chunk.tstart, chunk.tstop]
+            if len(self._data_span) > 2:
+                self._data_span = [min(self._data_span), max(self._data_span)]
+            try:
+                records = await self.stream.feed(chunk, arrival)
+            except Exception:  # a detector bug must not stop ingestion or the pointings
+                log.exception("stream detectors failed on %s", chunk.name)
+                records = []
+            self.summary.alerts += records
+            try:
+                for ready in tracker.add(chunk):
+                    self.pointings.submit(ready)
+            except LookupError as exc:
+                log.error("pointing tracker: %s", exc)
+            if self.summary.chunks % 100 == 0:
+                self.notifier.status(
+                    f"{self.summary.chunks} chunks, {len(self.stream.alerts)} alerts, "
+                    f"{self.pointings.running} pointings running"
+                )
+
+    def _on_trigger(self, record: AlertRecord) -> None:
+        self._arrivals[record.alert.id] = record.chunk_arrival
+        if self.on_alert:
+            self.on_alert(record)
+
+    async def _poll_pointings(self, tracker: PointingTracker) -> None:
+        while True:
+            deadline = tracker.next_deadline()
+            wait = 1.0 if deadline is None else min(max(deadline - time.time(), 0.05), 5.0)
+            await asyncio.sleep(wait)
+            for ready in tracker.poll():
+                self.pointings.submit(ready)
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _maintain(self, cache: Cache) -> None:
+        while True:
+            await asyncio.sleep(self.config.cache.gc_interval)
+            try:
+                report = await asyncio.to_thread(
+                    cache.gc, self.config.cache.max_bytes, self.config.cache.max_age
+                )
+                if report["evicted"]:
+                    log.info(
+                        "cache gc: evicted %d results (%d bytes)",
+                        report["evicted"],
+                        report["bytes_freed"],
+                    )
+            except Exception:
+                log.exception("cache gc failed")
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration file; apply what can change, log what cannot."""
+        self.notifier.reloading()
+        try:
+            new = (
+                configuration.load(self.config.source)
+                if self.config.source != "(defaults)"
+                else self.config
+            )
+        except configuration.ConfigError as exc:
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+            self.notifier.ready("reload refused (bad configuration)")
+            return
+        applied, restart = configuration.reload_changes(self.config, new)
+        if restart:
+            log.warning("these settings change only at restart: %s", ", ".join(restart))
+        logging.getLogger().setLevel(new.logging.level)
+        self.stream.reconfigure(new.trigger)
+        self.stream.tense = new.alerts.tense
+        self.config = new
+        log.info("configuration reloaded: %s", ", ".join(applied) or "nothing changed")
+        self.notifier.ready("configuration reloaded")
+
+
+def _force_ready(tracker: PointingTracker) -> list[Any]:
+    """End of a replay: every pointing is as complete as it will get."""
+    saved = tracker.grace
+    tracker.grace = -1.0
+    try:
+        return tracker.poll()
+    finally:
+        tracker.grace = saved

@@ -1,0 +1,142 @@
+"""The pointing stage: when a pointing's inputs are complete, run its quick-look graph.
+
+The graph (quick-look products and health checks, built by the ``pointing_graph``
+hook) runs off the event loop on a thread pool, at most ``concurrency`` pointings
+at a time; cached results are restored by signature, so a pointing announced
+again (a late chunk) recomputes only what the new files change. Health-check
+reports feed the Prometheus gauges and the retained ``<prefix>/health/<instrument>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nrt import metrics
+from nrt.cache import Cache
+from nrt.element import AnalysisException
+from nrt.execute import LocalExecutor
+from nrt.plugins import MissingHook, hook
+
+log = logging.getLogger(__name__)
+
+STATUS_NAMES = {0: "ok", 1: "warning", 2: "alarm"}
+
+
+@dataclass
+class PointingResult:
+    pointing: str
+    outcome: str  # ok, expected_failure, error, skipped
+    seconds: float
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+
+
+class PointingStage:
+    """Runs per-pointing graphs with bounded concurrency."""
+
+    def __init__(
+        self,
+        config: Any,
+        cache: Cache,
+        publish_health: Callable[[str, dict], Awaitable[None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.publish_health = publish_health
+        self.executor = LocalExecutor(max_workers=2)
+        self._slots = asyncio.Semaphore(config.quicklook.concurrency)
+        self._tasks: set[asyncio.Task] = set()
+        self.results: list[PointingResult] = []
+        try:
+            self.builder = hook("pointing_graph") if config.quicklook.enabled else None
+        except MissingHook as exc:
+            log.warning("quick-look disabled: %s", exc)
+            self.builder = None
+
+    def submit(self, ready: Any) -> None:
+        """Schedule a ready pointing (returns at once)."""
+        task = asyncio.create_task(self._run(ready), name=f"quicklook-{ready.pointing}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait for scheduled pointings; False if some were still running at the timeout."""
+        if not self._tasks:
+            return True
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not pending
+
+    async def _run(self, ready: Any) -> None:
+        if self.builder is None:
+            return
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                result = await asyncio.to_thread(self._compute, ready)
+            except Exception as exc:  # logged with its traceback, counted; the daemon goes on
+                log.exception("quick-look of pointing %s failed", ready.pointing)
+                result = PointingResult(ready.pointing, "error", 0.0, message=str(exc))
+            result.seconds = time.perf_counter() - started
+            metrics.QUICKLOOK_RUNS.labels(result.outcome).inc()
+            metrics.QUICKLOOK_SECONDS.observe(result.seconds)
+            self.results.append(result)
+            await self._publish(result)
+
+    def _compute(self, ready: Any) -> PointingResult:
+        elements = self.builder(ready, self.config)
+        reports: list[dict[str, Any]] = []
+        failures = []
+        for element in elements:
+            try:
+                element.get(cache=self.cache, executor=self.executor)
+            except AnalysisException as exc:
+                failures.append(str(exc))
+                continue
+            report = getattr(element, "report", None)
+            if isinstance(report, dict) and "check" in report:
+                reports.append(report)
+        for report in reports:
+            try:
+                metrics.publish_check(report)
+            except (KeyError, ValueError) as exc:
+                log.error("health report of %s not exported: %s", report.get("check"), exc)
+        outcome = "expected_failure" if failures else "ok"
+        return PointingResult(ready.pointing, outcome, 0.0, reports, "; ".join(failures))
+
+    async def _publish(self, result: PointingResult) -> None:
+        by_instrument: dict[str, dict[str, Any]] = {}
+        for report in result.reports:
+            instrument = str(report.get("instrument", "unknown"))
+            summary = by_instrument.setdefault(
+                instrument, {"pointing": result.pointing, "checks": {}, "status": "ok"}
+            )
+            status = _worst(report)
+            summary["checks"][report["check"]] = STATUS_NAMES.get(status, str(status))
+            if status > _rank(summary["status"]):
+                summary["status"] = STATUS_NAMES.get(status, str(status))
+        if self.publish_health is None:
+            return
+        for instrument, summary in by_instrument.items():
+            try:
+                await self.publish_health(instrument, summary)
+            except Exception as exc:  # the broker may be away: health is retained, latest wins
+                log.warning("health summary for %s not published: %s", instrument, exc)
+
+
+def _rank(name: str) -> int:
+    return {v: k for k, v in STATUS_NAMES.items()}.get(name, 0)
+
+
+def _worst(report: dict[str, Any]) -> int:
+    """A check's overall status: the worst of its modules' (0 ok, 1 warning, 2 alarm)."""
+    modules = report.get("modules") or {}
+    return max((int(v) for v in modules.values()), default=int(report.get("status", 0)))

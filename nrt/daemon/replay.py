@@ -1,0 +1,85 @@
+"""A finite source: a directory of telemetry files pushed through the daemon's code path.
+
+Files are taken in data order (pointing, then sequence number, then kind), as
+fast as possible or paced at ``speed`` times real time. The directory is an
+archive, not an inbox: unparseable files are reported and skipped, never moved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nrt.telemetry.errors import TelemetryError
+from nrt.telemetry.formats import KINDS, parse_chunk_filename, read_chunk
+from nrt.telemetry.ingest import IngestLog
+
+log = logging.getLogger(__name__)
+
+END = object()  #: put on the queue after the last chunk
+
+
+def ordered_files(directory: Path) -> list[Path]:
+    """Telemetry files in data order; other files are ignored (truth.json, notes)."""
+    found = []
+    for path in directory.rglob("*.fits"):
+        try:
+            kind, pointing, seq = parse_chunk_filename(path.name)
+        except (TelemetryError, ValueError):
+            continue
+        found.append(((pointing, seq, KINDS.index(kind) if kind in KINDS else 9), path))
+    return [p for _, p in sorted(found)]
+
+
+class ReplaySource:
+    """Reads, checks and queues every chunk of a directory once, then ``END``."""
+
+    def __init__(
+        self,
+        directory: Path,
+        queue: asyncio.Queue,
+        ingest: IngestLog,
+        *,
+        speed: float | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.queue = queue
+        self.ingest = ingest
+        self.speed = speed
+        self.on_progress = on_progress
+        self.problems: list[tuple[str, str]] = []
+        self.done = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        files = await asyncio.to_thread(ordered_files, self.directory)
+        if not files:
+            log.warning(
+                "replay: no telemetry files (<kind>_<pointing>_<seq>.fits) under %s", self.directory
+            )
+        wall0 = time.monotonic()
+        data0: float | None = None
+        for i, path in enumerate(files):
+            if stop.is_set():
+                break
+            try:
+                chunk = await asyncio.to_thread(read_chunk, path)
+            except TelemetryError as exc:
+                self.problems.append((str(path), str(exc)))
+                log.error("replay: skipped %s", exc)
+                continue
+            if self.speed:
+                data0 = chunk.tstart if data0 is None else data0
+                delay = wall0 + (chunk.tstart - data0) / self.speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if not self.ingest.has(chunk.sha256):
+                self.ingest.record_chunk(chunk, path, "replay")
+            await self.queue.put(chunk)
+            if self.on_progress:
+                self.on_progress(i + 1, len(files))
+        await self.queue.put(END)
+        self.done.set()
