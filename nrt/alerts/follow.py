@@ -70,7 +70,13 @@ async def follow(
                 session_expiry=7 * 86400 if session else None,
             )
             async with client:
-                await client.subscribe(topic, qos=1)
+                granted = await client.subscribe(topic, qos=1)
+                refused = [rc for rc in granted if getattr(rc, "is_failure", False)]
+                if refused:  # e.g. an ACL: without this we would wait for nothing, forever
+                    raise BrokerError(
+                        f"broker {config.url} refused the subscription to {topic!r} for user "
+                        f"{config.credentials[0]!r}: {refused[0]}; ask for read access"
+                    )
                 delay = 0.2
                 async for message in client.messages:
                     try:
