@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "replay": "nrt.daemon.commands:replay",
     "alerts": "nrt.alerts.commands:alerts",
     "simulate": "nrt.telemetry.commands:simulate",
+    "reprocess": "nrt.reprocess:reprocess",
 }
 
 
