@@ -27,6 +27,7 @@ what was incomplete.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -78,6 +79,24 @@ class PointingReady:
     update: bool  # announced before with other files
 
 
+class _Coverage:
+    """How far one kind's chunks reach, without gaps, from the pointing's start.
+
+    Intervals beyond the reach wait in a heap until the gap before them is filled,
+    so each chunk costs O(log n) however the chunks are ordered.
+    """
+
+    def __init__(self, start: float, tolerance: float) -> None:
+        self.reach = start
+        self.tolerance = tolerance
+        self._ahead: list[tuple[float, float]] = []
+
+    def add(self, start: float, stop: float) -> None:
+        heapq.heappush(self._ahead, (start, stop))
+        while self._ahead and self._ahead[0][0] <= self.reach + self.tolerance:
+            self.reach = max(self.reach, heapq.heappop(self._ahead)[1])
+
+
 @dataclass
 class _Pointing:
     pointing: str
@@ -85,7 +104,9 @@ class _Pointing:
     span: tuple[float, float] | None = None
     span_received: float = -1.0
     last_arrival: float = 0.0
-    announced: str | None = None
+    announced: str | None = None  # digest of the file set last announced
+    changed: bool = True  # the file set may differ from the one announced
+    coverage: dict[str, _Coverage] | None = None  # built once the span is closed
 
     @property
     def digest(self) -> str:
@@ -95,9 +116,24 @@ class _Pointing:
     def closed(self) -> bool:
         return self.span is not None and self.span[1] > self.span[0]
 
+    def covered(self, kinds: tuple[str, ...], tolerance: float) -> bool:
+        if not self.closed:
+            return False
+        assert self.span is not None
+        if self.coverage is None:
+            self.coverage = {kind: _Coverage(self.span[0], tolerance) for kind in kinds}
+            for record in self.files.values():
+                if record.kind in self.coverage:
+                    self.coverage[record.kind].add(record.tstart, record.tstop)
+        return all(c.reach >= self.span[1] - tolerance for c in self.coverage.values())
+
 
 class PointingTracker:
-    """Groups chunk records by pointing and says when each pointing is ready."""
+    """Groups chunk records by pointing and says when each pointing is ready.
+
+    Each chunk costs O(log n) (coverage is followed incrementally); the file-set
+    digest is computed only when a pointing is announced.
+    """
 
     def __init__(
         self,
@@ -124,9 +160,9 @@ class PointingTracker:
         """Rebuild from the ingest log; return what is ready but was not announced so."""
         for record in self.log.records():
             self._add(record)
-        for pointing, digest in self.log.announced(None).items():
-            if pointing in self._pointings:
-                self._pointings[pointing].announced = digest
+        announced = self.log.announced()
+        for state in self._pointings.values():
+            self._mark_announced(state, announced.get(state.pointing))
         return self.poll()
 
     def add(self, item: Chunk | ChunkRecord) -> list[PointingReady]:
@@ -146,7 +182,12 @@ class PointingTracker:
         for record in self.log.records(pointing):
             self._add(record)
         if pointing in self._pointings:
-            self._pointings[pointing].announced = self.log.announced(pointing).get(pointing)
+            digest = self.log.announced(pointing).get(pointing)
+            self._mark_announced(self._pointings[pointing], digest)
+
+    def _mark_announced(self, state: _Pointing, digest: str | None) -> None:
+        state.announced = digest
+        state.changed = digest is None or digest != state.digest
 
     def _add(self, record: ChunkRecord) -> list[str]:
         if record.sha256 in self._hashes:
@@ -156,13 +197,18 @@ class PointingTracker:
         old = state.files.get(record.name)
         if old is not None:  # a corrected file under the same name replaces the old one
             self._hashes.discard(old.sha256)
+            state.coverage = None
         state.files[record.name] = record
+        state.changed = True
         state.last_arrival = max(state.last_arrival, record.received)
+        if state.coverage is not None and record.kind in state.coverage:
+            state.coverage[record.kind].add(record.tstart, record.tstop)
         touched = {record.pointing}
         for pid, start, stop in record.spans:
             target = self._state(pid)
-            if record.received >= target.span_received:
-                target.span, target.span_received = (start, stop), record.received
+            if record.received >= target.span_received and target.span != (start, stop):
+                target.span, target.coverage = (start, stop), None
+            target.span_received = max(target.span_received, record.received)
             touched.add(pid)
         return sorted(touched)
 
@@ -183,18 +229,14 @@ class PointingTracker:
         ready = [ready for p in list(self._pointings.values()) if (ready := self._check(p))]
         now = self.clock()
         for state in list(self._pointings.values()):
-            if state.announced == state.digest and now - state.last_arrival > self.retain:
+            if not state.changed and now - state.last_arrival > self.retain:
                 del self._pointings[state.pointing]
                 self._hashes.difference_update(r.sha256 for r in state.files.values())
         return ready
 
     def next_deadline(self) -> float | None:
         """Clock time at which a grace period next runs out, if any pointing waits."""
-        waiting = [
-            p.last_arrival + self.grace
-            for p in self._pointings.values()
-            if p.files and p.announced != p.digest
-        ]
+        waiting = [p.last_arrival + self.grace for p in self._pointings.values() if p.changed]
         return min(waiting, default=None)
 
     def gaps(self, pointing: str) -> dict[str, list[tuple[float, float]]]:
@@ -215,25 +257,28 @@ class PointingTracker:
     def status(self, pointing: str) -> str:
         """``open``, ``covered``, ``grace`` or ``announced`` (with the current files)."""
         state = self._pointings[pointing]
-        if state.announced == state.digest:
+        if not state.changed:
             return "announced"
         return self._reason(state) or "open"
 
     def _reason(self, state: _Pointing) -> str | None:
         if not state.files:
             return None
-        if state.closed and not self.gaps(state.pointing):
+        if state.covered(self.required_kinds, self.gap_tolerance):
             return "covered"
         if self.clock() - state.last_arrival >= self.grace:
             return "grace"
         return None
 
     def _check(self, state: _Pointing) -> PointingReady | None:
-        digest = state.digest
-        if state.announced == digest:
+        if not state.changed:
             return None
         reason = self._reason(state)
         if reason is None:
+            return None
+        digest = state.digest
+        state.changed = False
+        if digest == state.announced:  # e.g. a file replaced by its earlier content
             return None
         update = state.announced is not None
         state.announced = digest
