@@ -7,6 +7,7 @@ import numpy as np
 from checks.base import HealthCheck, gauge
 from checks.limits import limits_for
 from detectors.quicklook.layout import N_MODULES, module_map
+from detectors.quicklook.pixels import cleaned
 from detectors.quicklook.products import AcsSummary, DetectorMap, PointingInfo
 from nrt.telemetry.pointings import TelemetryFiles
 
@@ -16,6 +17,8 @@ class ModuleRatesCheck(HealthCheck):
 
     The expected rate is ``limits["expected_rate"]`` when configured, else the median
     of the 8 modules (a module that drifts away from the others is what this finds).
+    Noisy and dead pixels count at their module's level here: they are the pixel
+    check's finding, and one hot pixel must not make its whole module look wrong.
     """
 
     check = "module_rates"
@@ -24,7 +27,7 @@ class ModuleRatesCheck(HealthCheck):
     input_info = PointingInfo
 
     def main(self) -> None:
-        counts = self.input_map.counts
+        counts = cleaned(self.input_map.counts)
         modules = module_map()
         ontime = self.input_info.ontime
         rates = np.array([counts[modules == m].sum() / ontime for m in range(N_MODULES)])
