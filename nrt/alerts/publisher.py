@@ -175,12 +175,9 @@ class Publisher:
         while not self._closing:
             wake.clear()
             rows = self.outbox.pending(sink.name, self.config.batch)
-            if not rows:
-                idle.set()
-                await wake.wait()
-                continue
             try:
-                sent = await sink.deliver(rows)
+                await sink.open()  # MQTT: connected and "online" even before any alert
+                sent = await sink.deliver(rows) if rows else 0
                 error = None
             except _Partial as partial:
                 sent, error = partial.delivered, partial.error
@@ -192,6 +189,9 @@ class Publisher:
             if error is None:
                 self._report(sink, None)
                 delay = self.config.retry_initial
+                if not rows:
+                    idle.set()
+                    await self._until_needed(sink, wake)
                 continue
             failed = rows[sent]
             message = self._describe(sink, error)
@@ -202,6 +202,16 @@ class Publisher:
             idle.set()  # flush() re-checks; it must not hang on a sink that is backing off
             await asyncio.sleep(delay)  # close() cancels this task
             delay = min(delay * 2, self.config.retry_max)
+
+    @staticmethod
+    async def _until_needed(sink: Sink, wake: asyncio.Event) -> None:
+        """Idle until an alert is submitted or the sink must reopen (connection lost)."""
+        waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(sink.lost())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     def _notify(self, sink: Sink, rows: Sequence[OutboxRow]) -> None:
         if self.on_delivered is None:

@@ -48,6 +48,13 @@ class Sink:
         raising the first failure after recording what got through."""
         raise NotImplementedError
 
+    async def open(self) -> None:
+        """Get ready to deliver (MQTT: connect and announce); a no-op for most sinks."""
+
+    async def lost(self) -> None:
+        """Return when the sink needs `open()` again (MQTT: the connection dropped)."""
+        await asyncio.Event().wait()
+
     async def close(self) -> None:
         """Release connections; pending rows stay in the outbox."""
 
@@ -63,7 +70,19 @@ class MqttSink(Sink):
         self.config = config
         self.client: CheckedClient | None = None
         self.health: dict[str, bytes] = {}
+        #: Set while connected and announced online (the daemon waits for it at start).
+        self.connected = asyncio.Event()
         self._connect_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        await self._connected()
+
+    async def lost(self) -> None:
+        client = self.client
+        if client is not None:
+            # shield: cancelling this wait must not cancel aiomqtt's own future
+            with contextlib.suppress(Exception):
+                await asyncio.shield(client._disconnected)
 
     async def _connected(self) -> CheckedClient:
         async with self._connect_lock:
@@ -89,9 +108,11 @@ class MqttSink(Sink):
                 await self._drop()
                 raise
             log.info("connected to MQTT broker %s", self.config.url)
+            self.connected.set()
             return client
 
     async def _drop(self) -> None:
+        self.connected.clear()
         client, self.client = self.client, None
         if client is not None:
             lost = client._disconnected  # retrieve a lost connection's error: no asyncio noise

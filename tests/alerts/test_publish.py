@@ -70,6 +70,14 @@ def test_status_and_health_are_retained(tmp_path: Path, broker: Mosquitto) -> No
     async def session() -> None:
         config = AlertsConfig(mqtt=MqttConfig(url=broker.url, prefix="obs1"))
         async with Publisher(config) as publisher:
+            # Online (retained) as soon as it runs, before any alert.
+            await asyncio.wait_for(publisher.mqtt.connected.wait(), 10)
+            first = Collector("127.0.0.1", broker.port, ("obs1/status",), "first-sub")
+            await asyncio.to_thread(first.start)
+            await asyncio.to_thread(first.wait_for, lambda c: len(c.messages) >= 1)
+            first.stop()
+            assert json.loads(first.messages[0].payload)["status"] == "online"
+            assert first.messages[0].retain
             await publisher.submit(make_burst(1, 1)[0])
             await publisher.flush(timeout=10)
             await publisher.publish_health("ACS", {"pointing": "029400210010", "status": 0})
@@ -177,3 +185,33 @@ def test_outbox_survives_a_restart_of_the_publisher(tmp_path: Path, broker, coun
     collector.wait_for(lambda c: len(c.alerts()) >= count)
     collector.stop()
     assert_each_once_in_order(collector, alerts)
+
+
+def test_idle_publisher_reconnects_and_restores_retained_state(tmp_path: Path) -> None:
+    """A broker restarted without persistence forgets retained messages; the idle
+    publisher notices the lost link, reconnects, and announces status and health again."""
+    broker = broker_in(tmp_path / "mq", persistence=False).start()
+
+    async def scenario() -> None:
+        config = AlertsConfig(mqtt=MqttConfig(url=broker.url), retry_max=0.3)
+        async with Publisher(config) as publisher:
+            mqtt = publisher.mqtt
+            await asyncio.wait_for(mqtt.connected.wait(), 10)
+            await publisher.publish_health("isgri", {"noisy_pixels": 3})
+            broker.stop()
+            broker.start()
+            await asyncio.sleep(0.1)
+            await asyncio.wait_for(mqtt.connected.wait(), 10)
+            late = Collector("127.0.0.1", broker.port, ("nrt/#",), "after-restart")
+            await asyncio.to_thread(late.start)
+            await asyncio.to_thread(
+                late.wait_for, lambda c: len(c.on("/status")) and len(c.on("/health/isgri"))
+            )
+            late.stop()
+            assert json.loads(late.on("/status")[-1].payload)["status"] == "online"
+            assert json.loads(late.on("/health/isgri")[-1].payload) == {"noisy_pixels": 3}
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
