@@ -44,6 +44,19 @@ async def measure(root: Path, **options) -> tuple[list[float], float]:
     return delays, idle
 
 
+async def throughput(root: Path, n: int = 1000) -> float:
+    """Chunks per second when `n` files are already waiting (a backlog after downtime)."""
+    inbox = root / "inbox"
+    inbox.mkdir()
+    for seq in range(n):
+        f.rename_in(inbox, f.name("acs", seq=seq), f.acs(t0=1000.0 + 5 * seq, seed=seq))
+    start = time.perf_counter()
+    async with inbox_running(root, maxsize=64) as r:
+        for _ in range(n):
+            await r.next(timeout=30)
+    return n / (time.perf_counter() - start)
+
+
 async def no_watch(self, stop):
     await stop.wait()
 
@@ -77,6 +90,10 @@ def main() -> None:
             f"{label:36} {median * 1e3:10.1f} {p95 * 1e3:8.1f} {median / base:7.1f} "
             f"{idle * 100:8.1f}%"
         )
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["NRT_STATE_DIR"] = str(Path(tmp) / "state")
+        rate = asyncio.run(throughput(Path(tmp)))
+    print(f"backlog of 1000 ACS chunks found at start: {rate:.0f} chunks/s")
 
 
 if __name__ == "__main__":
