@@ -133,6 +133,9 @@ class MqttSource:
                 log.warning(
                     "MQTT %s:%s: %s; reconnecting in %.1f s", self.host, self.port, exc, delay
                 )
+            except Exception:  # e.g. a full disk while keeping a payload: it was not
+                # acknowledged, so the broker sends it again after the reconnect
+                log.exception("MQTT source failed; reconnecting in %.1f s", delay)
             finally:
                 self.connected.clear()
             with contextlib.suppress(TimeoutError):

@@ -194,3 +194,21 @@ def test_message_not_yet_handled_when_stopped_is_delivered_again(tmp_path: Path,
         log.close()
 
     asyncio.run(scenario())
+
+
+def test_a_payload_that_cannot_be_kept_is_retried_not_lost(tmp_path: Path, broker) -> None:
+    store = tmp_path / "received"
+    store.write_text("a file where the store directory should be")  # like a full disk
+    data = f.acs()
+
+    async def scenario() -> None:
+        async with mqtt_running(tmp_path, broker, store_dir=store) as (source, queue):
+            await publish(broker, "acs", data)
+            await asyncio.sleep(1.0)
+            assert queue.empty() and source.connections >= 2  # failed, reconnected, again
+            store.unlink()  # the operator frees the disk
+            (chunk,) = await take(queue, 1, timeout=10)
+            assert chunk.sha256 == hashlib.sha256(data).hexdigest()
+            assert source.log.record(chunk.sha256).path.read_bytes() == data
+
+    asyncio.run(scenario())
