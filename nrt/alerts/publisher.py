@@ -47,6 +47,8 @@ class AlertsConfig:
     hook_timeout: float = 30.0
     outbox: Path | None = None  # default: <state dir>/alerts-outbox.sqlite
     author_ivorn: str | None = None
+    #: Attempts per revision for the directory and hook sinks before it is marked failed.
+    sink_attempts: int = 5
     retry_initial: float = 0.2
     retry_max: float = 30.0
     batch: int = 100
@@ -57,9 +59,11 @@ class AlertsConfig:
         if self.mqtt is not None:
             sinks.append(MqttSink(self.mqtt))
         if self.directory is not None:
-            sinks.append(DirectorySink(self.directory))
+            sinks.append(DirectorySink(self.directory, max_attempts=self.sink_attempts))
         if self.hook:
-            sinks.append(HookSink(self.hook, timeout=self.hook_timeout))
+            sinks.append(
+                HookSink(self.hook, timeout=self.hook_timeout, max_attempts=self.sink_attempts)
+            )
         return sinks
 
 

@@ -117,3 +117,11 @@ def test_follow_with_wrong_password_says_so(tmp_path: Path) -> None:
         broker.stop()
     assert result.exit_code == 1
     assert "rejected the login of user 'reader'" in result.output
+
+
+def test_list_names_a_damaged_outbox_and_the_fix(tmp_path: Path) -> None:
+    damaged = tmp_path / "outbox.sqlite"
+    damaged.write_bytes(b"this is not a database" * 100)
+    result = CliRunner().invoke(main, ["alerts", "list", "--outbox", str(damaged)])
+    assert result.exit_code == 1
+    assert str(damaged) in result.output and "move the file aside" in result.output

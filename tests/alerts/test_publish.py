@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from nrt.alerts import AlertsConfig, MqttConfig, Publisher
+from nrt.alerts import AlertsConfig, MqttConfig, Outbox, Publisher
 from nrt.alerts.mqtt import JSON_TYPE, VOEVENT_TYPE
+from nrt.alerts.outbox import default_path
 from tests.alerts.conftest import broker_in
 from tests.alerts.factory import make_burst
 from tests.alerts.subscriber import Collector
@@ -215,3 +216,25 @@ def test_idle_publisher_reconnects_and_restores_retained_state(tmp_path: Path) -
         asyncio.run(scenario())
     finally:
         broker.stop()
+
+
+def test_a_failing_hook_is_retried_then_marked_failed(tmp_path: Path, broker: Mosquitto) -> None:
+    alerts = make_burst(2, 1)
+    failing = [sys.executable, "-c", "import sys; sys.exit('no route to the pager')"]
+    config = AlertsConfig(
+        mqtt=MqttConfig(url=broker.url), hook=failing, sink_attempts=2, retry_initial=0.05
+    )
+
+    async def run() -> None:
+        async with Publisher(config) as publisher:
+            for alert in alerts:
+                await publisher.submit(alert)
+            await publisher.flush(timeout=10)  # returns: failed rows are no longer pending
+
+    asyncio.run(run())
+    store = Outbox(config.outbox or default_path(), readonly=True)
+    states = [deliveries for _, deliveries in store.history()]
+    store.close()
+    assert [d["mqtt"][0] for d in states] == ["sent", "sent"]
+    assert [d["hook"][:2] for d in states] == [("failed", 2), ("failed", 2)]
+    assert "exited 1" in states[0]["hook"][2] and "no route to the pager" in states[0]["hook"][2]
