@@ -70,7 +70,7 @@ class PointingReady:
     """A pointing whose inputs are complete (or whose grace time ran out)."""
 
     pointing: str
-    reason: str  # "covered" or "grace"
+    reason: str  # "covered", "grace", or "flushed" (see PointingTracker.flush)
     digest: str
     tstart: float | None  # seconds since MJD 51544 TT; None without a closed record
     tstop: float | None
@@ -234,6 +234,18 @@ class PointingTracker:
                 self._hashes.difference_update(r.sha256 for r in state.files.values())
         return ready
 
+    def flush(self) -> list[PointingReady]:
+        """Announce every pointing not yet announced with its current files, as it is
+        (the end of a replay, or a shutdown that wants everything handed on)."""
+        ready = []
+        for state in list(self._pointings.values()):
+            if state.changed and state.files:
+                reason = self._reason(state) or "flushed"
+                found = self._announce(state, reason)
+                if found:
+                    ready.append(found)
+        return ready
+
     def next_deadline(self) -> float | None:
         """Clock time at which a grace period next runs out, if any pointing waits."""
         waiting = [p.last_arrival + self.grace for p in self._pointings.values() if p.changed]
@@ -276,6 +288,9 @@ class PointingTracker:
         reason = self._reason(state)
         if reason is None:
             return None
+        return self._announce(state, reason)
+
+    def _announce(self, state: _Pointing, reason: str) -> PointingReady | None:
         digest = state.digest
         state.changed = False
         if digest == state.announced:  # e.g. a file replaced by its earlier content

@@ -189,3 +189,13 @@ def test_old_pointings_are_forgotten_and_come_back_for_a_late_chunk(setup) -> No
     assert update.update and update.reason == "covered"
     assert len(update.roots["acs"].files) == 3 and len(update.roots["isgri"].files) == 2
     assert update.roots["isgri"].signature == first.roots["isgri"].signature
+
+
+def test_flush_hands_on_every_pointing_as_it_is(setup) -> None:
+    log, tracker, _clock, d = setup
+    for name, data in pointing_files(f.P1).items():
+        tracker.add(deliver(log, d, name, data))
+    tracker.add(deliver(log, d, f.name("acs", f.P2, 0), f.acs(pointing=f.P2)))
+    (event,) = tracker.flush()  # P1 was announced already
+    assert event.pointing == f.P2 and event.reason == "flushed" and event.tstart is None
+    assert tracker.flush() == [] and tracker.poll() == []
