@@ -26,11 +26,11 @@ DEFAULT_LIMITS: dict[str, dict[str, Any]] = {
         "position_59.3": _rel(59.3, 0.02, 0.035),
         "position_511": _rel(511.0, 0.02, 0.035),
         # position minus reference (nominal, or the previous pointing's fit), keV
-        "drift_59.3": {"warning": [-1.2, 1.2], "alarm": [-2.0, 2.0]},
-        "drift_511": {"warning": [-10.0, 10.0], "alarm": [-18.0, 18.0]},
-        # change between the pointing's halves, keV per hour
-        "slope_59.3": {"warning": [-1.2, 1.2], "alarm": [-2.4, 2.4]},
-        "slope_511": {"warning": [-10.0, 10.0], "alarm": [-20.0, 20.0]},
+        "drift_59.3": {"warning": [-0.6, 0.6], "alarm": [-1.2, 1.2]},
+        "drift_511": {"warning": [-5.1, 5.1], "alarm": [-10.2, 10.2]},
+        # range of the positions fitted in the pointing's slices, keV (1% and 2%)
+        "step_59.3": {"warning": [None, 0.6], "alarm": [None, 1.2]},
+        "step_511": {"warning": [None, 5.1], "alarm": [None, 10.2]},
         # FWHM on the calibrated scale, keV
         "fwhm_59.3": {"warning": [1.0, 9.0], "alarm": [0.5, 12.0]},
         "fwhm_511": {"warning": [5.0, 40.0], "alarm": [2.0, 60.0]},
@@ -59,7 +59,12 @@ DEFAULT_LIMITS: dict[str, dict[str, Any]] = {
     },
     "housekeeping": {
         # per HK column: ranges on its values; trend: projected over `horizon_seconds`
-        "parameters": {},
+        "parameters": {
+            "T_DET": {"warning": [-11.5, -8.5], "alarm": [-13.0, -7.0]},
+            "T_ELEC": {"warning": [17.0, 25.0], "alarm": [15.0, 27.0]},
+            "HV_BIAS": {"warning": [99.0, 101.0], "alarm": [98.0, 102.0]},
+            "LV_5V": {"warning": [4.9, 5.1], "alarm": [4.8, 5.2]},
+        },
         "horizon_seconds": 3600.0,
     },
 }

@@ -183,7 +183,8 @@ class AcsSummary(nrt.Element):
         clean = counts[~spikes]
         self.bin_seconds = binw
         self.mean_rate = float(clean.mean() / binw)
-        self.excess_variance = float(clean.var() / max(clean.mean(), 1e-9))
+        # from successive differences: slow trends (orbit, belt ramp) do not count
+        self.excess_variance = float(np.diff(clean).var() / 2 / max(clean.mean(), 1e-9))
         self.spikes = int(spikes.sum())
         self.duration = float(time.size * binw)
         self.min_rate = float(counts.min() / binw)

@@ -14,7 +14,7 @@ import numpy as np
 
 from nrt.telemetry.formats import chunk_filename, write_chunk
 
-HK_COLUMNS = ("TEMP_DET", "HV_BIAS", "DEADTIME")
+HK_COLUMNS = ("T_DET", "HV_BIAS", "DEADTIME")
 
 
 def write_pointing(
@@ -71,8 +71,8 @@ def write_pointing(
     hk_t = tstart + 8.0 * np.arange(int(duration / 8.0))
     hk = {
         "TIME": hk_t,
-        "TEMP_DET": -10.0 + 0.05 * rng.standard_normal(hk_t.size),
-        "HV_BIAS": 120.0 + 0.2 * rng.standard_normal(hk_t.size),
+        "T_DET": -10.0 + 0.05 * rng.standard_normal(hk_t.size),
+        "HV_BIAS": 100.0 + 0.05 * rng.standard_normal(hk_t.size),
         "DEADTIME": 0.05 + 0.002 * rng.standard_normal(hk_t.size),
     }
     if hk_excursion is not None:

@@ -34,7 +34,7 @@ def test_publish_check_sets_the_health_gauges(clean_roots, tmp_path):
     assert value("nrt_dead_time_ratio", {"instrument": "ISGRI"}) == pytest.approx(0.05, abs=0.01)
     assert value(
         "nrt_housekeeping_value", {"instrument": "ISGRI", "parameter": "HV_BIAS"}
-    ) == pytest.approx(120, abs=1)
+    ) == pytest.approx(100, abs=1)
     assert value("nrt_quicklook_runs_total", {"outcome": "ok"}) >= 1
 
 
