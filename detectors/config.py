@@ -17,7 +17,9 @@ class TriggerConfig:
     ``gap`` seconds before it; the excess variance is measured over the
     ``variance_window`` seconds before that. ``far_per_day`` is the only
     threshold: it is turned into a significance with the calibrated trials
-    factor (see :mod:`detectors.calibration`).
+    factor (see :mod:`detectors.calibration`). ``bracket`` also takes the
+    background after each window (BAT-style bracketing; for batch runs, or
+    streaming with ``gap + background`` seconds of latency).
     """
 
     far_per_day: float = 1.0
@@ -39,6 +41,7 @@ class TriggerConfig:
     dropout_expected_counts: float = 20.0
     saturation_run: int = 4
     max_fill: float = 3600.0
+    bracket: bool = False
 
     def __post_init__(self) -> None:
         if not self.far_per_day > 0:

@@ -153,7 +153,7 @@ class Engine:
     def flush(self) -> list[GroupReport]:
         """End of data: the last bin has no right neighbour; close every group."""
         self._veto(self.n)
-        self._evaluate()
+        self._evaluate(final=True)
         return self.grouper.collect(final=True)
 
     def _fill_gaps(self, time, width, counts, exposure, valid):
@@ -297,9 +297,15 @@ class Engine:
         self.spiked = b
 
     # ------------------------------------------------------------ evaluation
-    def _evaluate(self) -> None:
-        """Every window that ends at or before the last clean bin, all timescales."""
+    def _evaluate(self, final: bool = False) -> None:
+        """Every window that ends at or before the last clean bin, all timescales.
+
+        Bracketed mode waits until the background after the window is there too
+        (``gap + background`` of latency); at the end of data the last windows
+        fall back to the background before them.
+        """
         end = self.spiked
+        ahead = 0 if final or not self.cfg.bracket else self.gap + self.bkg
         c = self.cums
         firsts = [sc.next_window * sc.step for sc in self.scales]
         a0 = min(firsts)
@@ -308,7 +314,7 @@ class Engine:
         rate_all = self._window_rate("cum_clean", a0, end - a0)
         cands: list[np.ndarray] = []
         for sc in self.scales:
-            last = (end - sc.k) // sc.step
+            last = (end - sc.k - ahead) // sc.step
             nw = last + 1 - sc.next_window
             if nw <= 0:
                 continue
@@ -320,6 +326,8 @@ class Engine:
             e = _take(c["cum_expo"], hi, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
             bad = _take(c["cum_bad"], hi, nw, sc.step) - _take(c["cum_bad"], lo, nw, sc.step)
             rate = _take(rate_all, s0 - a0, nw, sc.step)
+            if self.cfg.bracket:
+                rate = self._bracket(rate, s0 + sc.k, nw, sc.step, end)
             mu = rate * e
             ok = (bad == 0) & (mu > 0)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -349,8 +357,23 @@ class Engine:
         if rows.size:
             order = np.lexsort((rows[:, 0], rows[:, 0] + rows[:, 1]))
             rows = rows[order]
-        self.grouper.add([Candidate(*map(float, r)) for r in rows], end)
+        self.grouper.add([Candidate(*map(float, r)) for r in rows], end - ahead)
         self._trim()
+
+    def _bracket(self, pre: np.ndarray, e0: int, n: int, step: int, end: int) -> np.ndarray:
+        """Mean of the rates before and after windows ending at e0, e0+step, ...
+
+        The two background windows are symmetric about the test window, so the
+        mean is the linear interpolation of the rate (a trend cancels).
+        """
+        ends = e0 + step * np.arange(n)
+        have = ends + self.gap + self.bkg <= end
+        post = np.full(n, np.nan)
+        if have.any():
+            m = int(np.count_nonzero(have))  # windows are in order: a prefix has data
+            post[:m] = self._window_rate("cum_clean", e0 + 2 * self.gap + self.bkg, m, step)
+        both = np.isfinite(pre) & np.isfinite(post)
+        return np.where(both, 0.5 * (pre + post), np.where(np.isfinite(pre), pre, post))
 
     def _trim_scale(self, sc: _Scale) -> None:
         keep = sc.next_window - sc.span - sc.lag - 2

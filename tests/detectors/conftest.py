@@ -15,7 +15,7 @@ from detectors.trigger import Trigger
 GRB230307A_UTC = "2023-03-07T15:44:06.67"
 
 
-def run_file(path: Path, far: float = 1.0) -> tuple[list[Trigger], float, object]:
+def run_file(path: Path, far: float = 1.0, config=None) -> tuple[list[Trigger], float, object]:
     """Batch triggers on a real file and the known burst time in the file's seconds."""
     from astropy.time import Time
 
@@ -23,7 +23,7 @@ def run_file(path: Path, far: float = 1.0) -> tuple[list[Trigger], float, object
     from nrt.telemetry.lightcurves import read_lightcurve
 
     lc = read_lightcurve(path)
-    cfg = TriggerConfig(far_per_day=far)
+    cfg = config or TriggerConfig(far_per_day=far)
     s = from_lightcurve(lc, cfg)
     trig = detect(
         s.time,

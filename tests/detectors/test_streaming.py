@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from detectors.config import TriggerConfig
 from detectors.ratetrigger import RateTrigger, detect
 from detectors.simulation import acs_background, burst_profile
 from tests.detectors.conftest import run_file
 
 
-def _stream(time, width, counts, exposure, valid, bin_width, sizes, instrument="X"):
-    trig = RateTrigger(instrument, bin_width)
+def _stream(time, width, counts, exposure, valid, bin_width, sizes, instrument="X", config=None):
+    trig = RateTrigger(instrument, bin_width, config)
     out, a = [], 0
     rng = np.random.default_rng(sizes)
     while a < len(time):
@@ -50,15 +52,21 @@ def test_streaming_equals_batch_on_simulated_data_with_every_feature():
         assert [x.to_dict() for x in stream] == [x.to_dict() for x in batch]
 
 
-def test_streaming_equals_batch_on_a_real_file_with_ramp_and_burst(realdata):
+@pytest.mark.parametrize("bracket", [False, True])
+def test_streaming_equals_batch_on_a_real_file_with_ramp_and_burst(realdata, bracket):
     from detectors.series import from_lightcurve
 
-    batch, _, lc = run_file(realdata / "bat_grb100621A_64ms.lc")
+    cfg = TriggerConfig(bracket=bracket)
+    batch, ref, lc = run_file(realdata / "bat_grb100621A_64ms.lc", config=cfg)
     s = from_lightcurve(lc)
-    stream, _ = _stream(s.time, s.width, s.counts, s.exposure, s.valid, s.bin_width, 5, "BAT")
+    stream, _ = _stream(
+        s.time, s.width, s.counts, s.exposure, s.valid, s.bin_width, 5, "BAT", config=cfg
+    )
     strip = [{**x.to_dict(), "time_utc": "", "band": None} for x in batch]
     assert [x.to_dict() for x in stream] == strip
-    assert len(batch) >= 2
+    ramp = [x for x in batch if x.time_met < ref - 20]
+    assert len(ramp) == 1 and "background_variation" in ramp[0].flags
+    assert [x for x in batch if abs(x.time_met - ref) < 8 and not x.flags]
 
 
 def test_state_is_bounded():
