@@ -193,7 +193,7 @@ def reprocess(
     cluster = None
     if scheduler is None:
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         )
     try:
         with Client(scheduler or cluster) as client:
@@ -207,6 +207,7 @@ def reprocess(
                     "pointings": len(ids),
                     "targets": len(targets),
                     "workers": n_workers,
+                    "dashboard": client.dashboard_link,
                 }
             )
             started = {"done": False}

@@ -152,18 +152,24 @@ def run_element(element: Element, spec: CacheSpec, *deps: dict[str, Any]) -> dic
     given = {d["signature"]: d for d in deps}
     for child in element.inputs.values():
         found = given.get(child.signature)
-        if found is None:
+        if found is None or found["status"] != "failed":
+            if found is not None and found.get("outputs") is not None:
+                child._set_outputs(found["outputs"])  # not stored: it came with the task
+                continue
             entry = cache.lookup(child.signature, persistent=True)
-            if entry is None:  # removed or damaged since the client looked: make it again here
+            if entry is None:  # removed or damaged since it was written: make it again here
                 run(child, cache=cache, executor=LocalExecutor(max_workers=1))
                 continue
-            found = {"status": "failed" if entry.failed else "ok", "outputs": entry.outputs}
-            if entry.failed:
-                found["error"] = entry.manifest.get("error")
-        if found["status"] == "failed":
-            name = type(child).__qualname__
-            return _summary(element, "failed", error=f"input {name} failed: {found['error']}")
-        child._set_outputs(found["outputs"] if found.get("outputs") is not None else {})
+            if not entry.failed:
+                child._set_outputs(entry.outputs or {})
+                continue
+            found = {"status": "failed", "error": entry.manifest.get("error")}
+        name = type(child).__qualname__
+        return _summary(element, "failed", error=f"input {name} failed: {found['error']}")
+    if type(element).cached:
+        # The client found no stored copy; one in this worker's memory would not reach the
+        # shared store, so it does not count.
+        cache.memory.delete(element.signature)
     started = time.time()
     try:
         entry = compute(element, cache)
