@@ -19,7 +19,7 @@ and lets a truncated file be told apart from a short one), and every failure is 
 :class:`TelemetryError` naming the file, the field and the fix.
 
 Writers publish atomically: the bytes go to a hidden temporary name in the destination
-directory (``.<final name>.<pid>.tmp``, which never matches the chunk pattern), are fsynced,
+directory (``.<final name>.<random>.tmp``, which never matches the chunk pattern), are fsynced,
 and are renamed into place, so a watcher never sees half a file.
 """
 
@@ -29,6 +29,7 @@ import hashlib
 import math
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -562,19 +563,21 @@ def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> Path:
     The rename alone gives readers the all-or-nothing view; ``fsync`` (file and directory)
     adds durability across a power cut, at a few ms per file.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)  # hidden and *.tmp: watchers skip it
     try:
+        os.fchmod(fd, 0o644)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
         if fsync:
             os.fsync(fd)
-    finally:
         os.close(fd)
-    try:
+        fd = -1
         os.replace(tmp, path)
     except BaseException:
+        if fd >= 0:
+            os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     if not fsync:

@@ -343,3 +343,14 @@ def test_written_fits_is_standard(tmp_path: Path) -> None:
         chunk_bytes("acs", PID, _columns("acs"), 1.0e8, 1.0e8 + 1800, OBJECT="caf\u00e9")
     with pytest.raises(ValueError, match="finite"):
         chunk_bytes("acs", PID, _columns("acs"), 1.0e8, float("nan"))
+
+
+def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    from nrt.telemetry.formats import atomic_write
+
+    with pytest.raises(TypeError):
+        atomic_write(tmp_path / "x.fits", "not bytes")  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
+    path = atomic_write(tmp_path / "y.fits", b"abc", fsync=False)
+    assert path.read_bytes() == b"abc" and oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in tmp_path.iterdir()] == ["y.fits"]
