@@ -28,6 +28,7 @@ class CalibrationLinesCheck(HealthCheck):
         fits, slices = self.input_lines.fits, self.input_lines.slices
         cal = self.input_calibration
         items, gauges = [], []
+        self.positions = {}
         for line, nominal in self.input_lines.lines.items():
             fit = fits[line]
             if not fit["ok"]:
@@ -35,6 +36,7 @@ class CalibrationLinesCheck(HealthCheck):
                 items.append(self.item(f"position_{line}", None, message=reason) | {"status": 1})
                 continue
             position, err = fit["position"], fit["position_err"]
+            self.positions[line] = position
             fwhm = fit["fwhm"] / cal.gain
             drift = position - self.reference.get(line, nominal)
             items += [

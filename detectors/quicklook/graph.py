@@ -74,6 +74,7 @@ class QuickLook(nrt.Element):
             "gain": float(self.input_calibration.gain),
             "offset": float(self.input_calibration.offset),
             "calibration": self.input_calibration.source,
+            "lines": self.input_check_lines.positions,
             "sources": [
                 dict(zip(sky.sources.colnames, map(float, row), strict=True)) for row in sky.sources
             ],
@@ -167,6 +168,11 @@ def build(
         input_check_hk=HousekeepingCheck(input_hk=roots["hk"], limits=lim("housekeeping")),
     )
     return Graph(events.pointing, target)
+
+
+def reference_from(previous: Graph) -> dict[str, float]:
+    """Line positions of a computed pointing, as the ``reference`` of the next one."""
+    return dict(previous.target.summary["lines"])
 
 
 def roots_from_files(paths: Iterable[Path | str]) -> dict[str, dict[str, TelemetryFiles]]:
