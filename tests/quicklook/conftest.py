@@ -40,3 +40,38 @@ def runs() -> dict[str, float]:
 def ran_since(before: dict[str, float]) -> dict[str, int]:
     after = runs()
     return {k: int(v - before.get(k, 0)) for k, v in after.items() if v - before.get(k, 0)}
+
+
+#: Anomalies placed inside known pointings of seed 7 (offsets from the start, s):
+#: gain jump in the 2nd pointing (2090-4110), hot pixel in the 3rd (4306-7763), HK
+#: excursion (1200 s) inside the 4th (7908-10800).
+ANOMALIES = "gain_jump@3000,hot_pixel@5000,hk_excursion@8000"
+
+
+def simulate_and_run(directory: Path, anomalies: str | None, seed: int, hours: float):
+    """Simulate, then run the quick-look over every pointing as the daemon would, in order,
+    each pointing's drift measured from the previous one's line positions."""
+    from detectors.quicklook import build, run_quicklook
+    from detectors.quicklook.graph import reference_from
+    from nrt.cache import Cache
+    from nrt.telemetry.simulator import simulate
+
+    truth = simulate(directory, hours=hours, seed=seed, chunk_seconds=60.0, anomalies=anomalies)
+    roots = roots_from_files(sorted(directory.glob("*.fits")))
+    cache = Cache.open(directory / "cache", directory / "state")
+    graphs, reference = [], None
+    for p in truth["pointings"]:
+        graph = run_quicklook(build(roots[p["id"]], reference=reference), cache, publish=True)
+        reference = reference_from(graph)
+        graphs.append(graph)
+    return truth, graphs
+
+
+@pytest.fixture(scope="session")
+def simulated_anomalies(tmp_path_factory):
+    return simulate_and_run(tmp_path_factory.mktemp("sim-anomalies"), ANOMALIES, 7, 3.0)
+
+
+@pytest.fixture(scope="session")
+def simulated_clean(tmp_path_factory):
+    return simulate_and_run(tmp_path_factory.mktemp("sim-clean"), None, 8, 2.0)
