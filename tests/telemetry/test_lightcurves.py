@@ -269,3 +269,20 @@ def test_bad_fits_files(tmp_path: Path, realdata: Path) -> None:
         read_lightcurve(unsorted)
     with pytest.raises(TelemetryError, match="cannot be read"):
         read_lightcurve(tmp_path / "missing.fits")
+
+
+def test_multichannel_counts_and_timedel_column(tmp_path: Path) -> None:
+    counts = np.arange(12, dtype=np.int32).reshape(4, 3)
+    cols = [
+        fits.Column(name="TIME", format="D", array=np.array([0.0, 1.0, 3.0, 4.0])),
+        fits.Column(name="COUNTS", format="3J", array=counts),
+        fits.Column(name="TIMEDEL", format="D", array=np.array([1.0, 2.0, 1.0, 0.5])),
+    ]
+    table = fits.BinTableHDU.from_columns(cols, name="RATE")
+    table.header["MJDREF"] = 51544.5
+    path = tmp_path / "m.fits"
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    lc = read_lightcurve(path)
+    np.testing.assert_array_equal(lc.counts, counts.sum(axis=1))
+    np.testing.assert_array_equal(lc.width, [1.0, 2.0, 1.0, 0.5])
+    assert lc.mjdref == 51544.5 and lc.instrument == "UNKNOWN"
