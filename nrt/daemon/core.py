@@ -28,6 +28,7 @@ from nrt import metrics, paths
 from nrt.alerts.mqtt import MqttConfig as BrokerConfig
 from nrt.alerts.publisher import AlertsConfig, Publisher
 from nrt.cache import Cache
+from nrt.daemon.localization import LocalizationStage
 from nrt.daemon.quicklook import PointingStage
 from nrt.daemon.replay import END, ReplaySource
 from nrt.daemon.stream import AlertRecord, StreamStage
@@ -200,6 +201,7 @@ class Daemon:
             self.config.trigger, self.config.alerts.tense, publisher.submit, self._on_trigger
         )
         self.pointings = PointingStage(self.config, cache, publisher.publish_health)
+        self.localization = LocalizationStage(publisher.submit)
         sources = self._sources(queue, ingest, quarantine)
 
         tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
@@ -229,6 +231,7 @@ class Daemon:
         if self.replay is None:
             await queue.put(END)
         await consumer
+        await asyncio.wait_for(self.localization.drain(), None if self.replay is not None else 30)
         if self.replay is not None:
             for ready in tracker.poll() + _force_ready(tracker):
                 self.pointings.submit(ready)
@@ -296,6 +299,8 @@ class Daemon:
                 log.exception("stream detectors failed on %s", chunk.name)
                 records = []
             self.summary.alerts += records
+            if chunk.kind in ("isgri", "pointing"):
+                self.localization.add(chunk)
             try:
                 for ready in tracker.add(chunk):
                     self.pointings.submit(ready)
@@ -309,6 +314,7 @@ class Daemon:
 
     def _on_trigger(self, record: AlertRecord) -> None:
         self._arrivals[record.alert.id] = record.chunk_arrival
+        self.localization.request(record)
         if self.on_alert:
             self.on_alert(record)
 

@@ -3,7 +3,6 @@ trigger records as the detectors make them, and a persistent MQTT subscriber."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import subprocess
 from importlib import resources
@@ -72,14 +71,8 @@ def voevent_schema() -> etree.XMLSchema:
 
 
 def broker_in(workdir: Path, **options) -> Mosquitto:
-    """A mosquitto that keeps its persistence and log when the tests run as root.
-
-    Started as root, mosquitto drops to the "mosquitto" user, which cannot write
-    into pytest's private tmp dirs: no log, no persistence across restarts.
-    Naming our own user keeps it as it is (tests/support's fixture lacks this).
-    """
-    extra = f"user {getpass.getuser()}\n" + options.pop("extra", "")
-    return Mosquitto(workdir=workdir, extra=extra, **options)
+    """A mosquitto for the alert tests (tests/support runs it as the current user)."""
+    return Mosquitto(workdir=workdir, **options)
 
 
 @pytest.fixture

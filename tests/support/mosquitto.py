@@ -33,7 +33,11 @@ class Mosquitto:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def config_text(self) -> str:
-        lines = [f"listener {self.port} 127.0.0.1"]
+        import getpass
+
+        # As root mosquitto drops to the `mosquitto` user, which cannot write into
+        # the test's directories: stay the current user.
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1"]
         if self.tls:
             lines += [
                 f"cafile {self.tls['cafile']}",
