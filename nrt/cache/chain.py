@@ -320,6 +320,8 @@ class Cache:
                 stats.latency_s = row["latency_s"]
                 stats.bandwidth_bps = row["bandwidth_bps"]
                 stats.samples = row["samples"]
+                # Saved averages are not a first guess: new transfers move them gradually.
+                stats.latency_samples = stats.bandwidth_samples = row["samples"]
 
     def _save_tier_stats(self, tier: Tier, force: bool = False) -> None:
         stats = getattr(tier, "stats", None)

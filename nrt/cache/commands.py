@@ -110,12 +110,14 @@ def show(c: Cache, signature: str, as_json: bool) -> None:
     signature = _resolve(c, signature)
     row = c.index.get(signature) if c.index else None
     components = c.index.components(signature) if c.index else None
-    size = row["size"] if row else 0
-    tiers = [
-        {"tier": t.name, "has": t.has(signature), "fetch_seconds": t.cost(size or 0)}
-        for t in [c.memory, *c.tiers]
-    ]
-    info = {"signature": signature, "product": row, "components": components, "tiers": tiers}
+    tiers, decision = _fetch_decision(c, signature, row)
+    info = {
+        "signature": signature,
+        "product": row,
+        "components": components,
+        "tiers": tiers,
+        "decision": decision,
+    }
     if not row and not components:
         raise click.ClickException(f"{signature[:16]} is not known to the index")
     lines = [f"signature  {signature}"]
@@ -129,12 +131,57 @@ def show(c: Cache, signature: str, as_json: bool) -> None:
         ]
     if components:
         lines += [f"input      {k} -> {v[:16]}" for k, v in components["inputs"].items()]
-    lines += [
-        f"tier       {t['tier']:<8} {'has it' if t['has'] else 'absent':<7} "
-        f"fetch ~{t['fetch_seconds'] * 1e3:.2f} ms"
-        for t in tiers
-    ]
+    for t in tiers:
+        measured = (
+            f"latency {t['latency_s'] * 1e3:.2f} ms, {_human(t['bandwidth_bps'])}/s, "
+            f"{t['samples']} transfers"
+            if t.get("samples") is not None
+            else "fixed estimate"
+        )
+        lines.append(
+            f"tier       {t['tier']:<8} {'has it' if t['has'] else 'absent':<7} "
+            f"fetch ~{t['fetch_seconds'] * 1e3:.2f} ms  ({measured}"
+            f"{', read-only' if t['read_only'] else ''})  {t['decision']}"
+        )
+    lines.append(f"lookup     {decision}")
     _emit(info, as_json, "\n".join(lines))
+
+
+def _fetch_decision(c: Cache, signature: str, row: dict | None) -> tuple[list[dict], str]:
+    """Each tier's cost for this result and what a lookup would do (the chain's own plan)."""
+    size = row["size"] if row and row["size"] else 0
+    tiers = [
+        {
+            "tier": "memory",
+            "has": c.memory.has(signature),
+            "fetch_seconds": c.memory.cost(size),
+            "read_only": False,
+            "decision": "try",
+        }
+    ]
+    for option in c.fetch_plan(signature):
+        stats = getattr(option.tier, "stats", None)
+        tiers.append(
+            {
+                "tier": option.tier.name,
+                "has": option.tier.has(signature),
+                "fetch_seconds": option.seconds,
+                "read_only": option.tier.read_only,
+                "decision": option.decision,
+                "latency_s": stats.latency_s if stats else None,
+                "bandwidth_bps": stats.bandwidth_bps if stats else None,
+                "samples": stats.samples if stats else None,
+            }
+        )
+    holding = [t for t in tiers if t["has"]]
+    chosen = next((t for t in holding if t["decision"] == "try"), None)
+    if chosen is not None:
+        decision = f"fetch from {chosen['tier']} (~{chosen['fetch_seconds'] * 1e3:.2f} ms)"
+    elif holding:
+        decision = "recompute: " + holding[0]["decision"].removeprefix("skip: ")
+    else:
+        decision = "compute: no tier holds it"
+    return tiers, decision
 
 
 @cache.command()

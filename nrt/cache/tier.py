@@ -46,15 +46,25 @@ class TransferStats:
     bandwidth_bps: float = 1e9
     samples: int = 0
     alpha: float = field(default=0.2, repr=False)
+    latency_samples: int = field(default=0, repr=False)
+    bandwidth_samples: int = field(default=0, repr=False)
 
     def record(self, seconds: float, nbytes: int) -> None:
-        """Fold one transfer in: small ones teach latency, large ones bandwidth."""
+        """Fold one transfer in: small ones teach latency, large ones bandwidth.
+
+        The first transfers are averaged plainly (weight 1/n), so a prior guess that
+        is orders of magnitude off is forgotten at once; then a moving average.
+        """
         self.samples += 1
         if nbytes < 64 * 1024:
-            self.latency_s += self.alpha * (seconds - self.latency_s)
+            self.latency_samples += 1
+            weight = max(self.alpha, 1.0 / self.latency_samples)
+            self.latency_s += weight * (seconds - self.latency_s)
         else:
+            self.bandwidth_samples += 1
+            weight = max(self.alpha, 1.0 / self.bandwidth_samples)
             rate = nbytes / max(seconds - self.latency_s, 1e-6)
-            self.bandwidth_bps += self.alpha * (rate - self.bandwidth_bps)
+            self.bandwidth_bps += weight * (rate - self.bandwidth_bps)
 
     def cost(self, nbytes: int) -> float:
         return self.latency_s + nbytes / self.bandwidth_bps
