@@ -56,6 +56,17 @@ class Orbit:
         k = math.floor((t - self.perigee) / self.period)
         return self.perigee + (k + 1 - self.belt_half_phase) * self.period
 
+    def belt_passages(self, t0: float, t1: float) -> list[tuple[float, float]]:
+        """(entry, exit) of every belt passage overlapping t0..t1."""
+        first = math.floor((t0 - self.perigee) / self.period - self.belt_half_phase)
+        out = []
+        for k in range(first, first + int((t1 - t0) / self.period) + 3):
+            entry = self.perigee + (k - self.belt_half_phase) * self.period
+            exit_ = self.perigee + (k + self.belt_half_phase) * self.period
+            if exit_ > t0 and entry < t1:
+                out.append((entry, exit_))
+        return out
+
     def ramp(self, t):
         """Background factor >= 1 rising towards the radiation belts at both orbit ends."""
         phase = self.phase(t)

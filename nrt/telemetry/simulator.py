@@ -480,12 +480,10 @@ class Simulation:
                 t = float(self.acs.bin_time(i))
                 if i < nbins and pointing_at(self.pointings, t) is not None:
                     spikes.append({"time": t, "counts": a})
-        belts = []
-        t = self.orbit.belt_entry_after(self.start)
-        while t < self.stop:
-            exit_ = self.orbit.belt_exit_after(t)
-            belts.append({"start": t, "stop": exit_})
-            t = self.orbit.belt_entry_after(exit_ + 1)
+        belts = [
+            {"start": entry, "stop": exit_}
+            for entry, exit_ in self.orbit.belt_passages(self.start, self.stop)
+        ]
         return {
             "seed": self.seed,
             "hours": self.hours,

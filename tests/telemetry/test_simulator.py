@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -285,3 +286,23 @@ def test_cli(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "choose one" in bad.output
     bad = runner.invoke(main, ["simulate", str(out), "--anomalies", "meteor"])
     assert bad.exit_code != 0 and "unknown anomaly" in bad.output
+
+
+def test_pointing_plan_over_two_orbits() -> None:
+    sim = Simulation(140.0, seed=2, grb_rate_per_day=0.0)
+    plan, orbit = sim.pointings, sim.orbit
+    ids = [p.id for p in plan]
+    assert len(ids) == len(set(ids)) and all(len(i) == 12 and i.isdigit() for i in ids)
+    for p in plan:
+        assert p.tstop > p.tstart
+        assert not orbit.in_belts(np.linspace(p.tstart, p.tstop, 50)).any()
+        assert (p.id[-4:] == "0021") == p.slew
+        cut = orbit.in_belts(p.tstop + 1) or p.tstop == sim.stop  # ended by the belts or the end
+        assert p.slew or 1800 <= p.tstop - p.tstart <= 3600 or cut
+        assert int(p.id[:4]) == orbit.revolution(p.tstart)
+    gaps = [b.tstart - a.tstop for a, b in itertools.pairwise(plan)]
+    belt_gaps = [g for g in gaps if g > 0]
+    assert all(g > 7 * 3600 for g in belt_gaps) and len(belt_gaps) == 2  # two perigees
+    assert {int(i[:4]) for i in ids} == {3000, 3001, 3002}
+    truth = sim.truth()
+    assert len(truth["radiation_belts"]) == 2
