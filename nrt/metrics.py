@@ -19,9 +19,13 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
     start_http_server,
 )
+
+# No `<name>_created` series: they double the series count and nothing here reads them.
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
@@ -353,3 +357,32 @@ class MetricsServer:
 def exposition() -> bytes:
     """The text exposition of REGISTRY (what ``/metrics`` serves)."""
     return generate_latest(REGISTRY)
+
+
+# ---------------------------------------------------------------- known label values
+#
+# Counters whose label values are known in advance start at 0, so dashboards and
+# alerting rules see "none so far" rather than "no data" (gauges are not pre-set:
+# a lag or a rate of 0 would be a false statement).
+
+KNOWN_TIERS = ("memory", "local")
+KNOWN_INSTRUMENTS = ("SPI-ACS", "ISGRI")
+
+
+def _initialize_counters() -> None:
+    for tier in KNOWN_TIERS:
+        CACHE_WRITE_ERRORS.labels(tier)
+        for result in ("hit", "miss", "corrupt"):
+            CACHE_REQUESTS.labels(tier, result)
+    for outcome in ("ok", "expected_failure", "error"):
+        QUICKLOOK_RUNS.labels(outcome)
+    for kind in ("acs", "isgri", "hk", "pointing"):
+        for outcome in ("accepted", "duplicate", "quarantined"):
+            TELEMETRY_FILES.labels(kind, outcome)
+    for instrument in KNOWN_INSTRUMENTS:
+        TRIGGERS.labels(instrument)
+        for kind in ("initial", "update", "retraction"):
+            ALERTS.labels(instrument, kind)
+
+
+_initialize_counters()
