@@ -201,6 +201,19 @@ listen = "127.0.0.1:{metrics_port}"
         assert accepted == [n_acs]
         assert 'nrt_alerts_total{instrument="SPI-ACS",type="initial"}' in exposition
 
+        deadline = time.monotonic() + 60
+        health: list[dict] = []
+        while not health and time.monotonic() < deadline:  # the pointing closes: quick-look runs
+            health = [
+                json.loads(line.partition(" ")[2])
+                for line in received.read_text().splitlines()
+                if line.startswith("nrt/health/")
+            ]
+            time.sleep(0.5)
+        assert health, "no health summary was published for the pointing"
+        assert {h["pointing"] for h in health} == {p["id"] for p in truth["pointings"]}
+        assert all(h["checks"] and h["status"] in ("ok", "warning", "alarm") for h in health)
+
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=60) == 0
         notify.wait_for("STOPPING=1", timeout=5)
