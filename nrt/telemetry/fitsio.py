@@ -41,6 +41,20 @@ class HDU:
         return str(self.header.get("EXTNAME", "")).strip().upper()
 
 
+def header_number(
+    header: dict[str, Any], key: str, label: str, where: str, default: Any = None, *, integer=False
+) -> Any:
+    """A numeric keyword as int/float, or a TelemetryError naming it (never a bare ValueError)."""
+    raw = header.get(key, default)
+    if raw is None:
+        raise TelemetryError(label, f"{where} {key}", "is missing", f"set {key}")
+    ok = isinstance(raw, int) if integer else isinstance(raw, (int, float))
+    if isinstance(raw, bool) or not ok or (not integer and not math.isfinite(raw)):
+        kind = "an integer" if integer else "a finite number"
+        raise TelemetryError(label, f"{where} {key}", f"is {raw!r}, not {kind}", f"fix {key}")
+    return raw
+
+
 def check_magic(head: bytes, label: str) -> None:
     """Refuse anything that does not start like a FITS primary header."""
     if not head.startswith(b"SIMPLE  =") or head[29:30] != b"T":
@@ -148,22 +162,24 @@ def card_value(field: str) -> Any:
 
 
 def _data_size(header: dict[str, Any], label: str, index: int) -> int:
-    try:
-        naxis = int(header.get("NAXIS", 0))
-        if naxis == 0:
-            return 0
-        bitpix = abs(int(header["BITPIX"]))
-        count = math.prod(int(header[f"NAXIS{i}"]) for i in range(1, naxis + 1))
-        pcount, gcount = int(header.get("PCOUNT", 0)), int(header.get("GCOUNT", 1))
-    except (KeyError, ValueError, TypeError) as exc:
+    where = f"HDU {index}"
+
+    def number(key: str, default: int | None = None) -> int:
+        return header_number(header, key, label, where, default, integer=True)
+
+    naxis = number("NAXIS", 0)
+    if not 0 <= naxis <= 999:
+        raise TelemetryError(label, f"{where} NAXIS", f"is {naxis}", "use 0-999 axes")
+    if naxis == 0:
+        return 0
+    bitpix = abs(number("BITPIX"))
+    axes = [number(f"NAXIS{i}") for i in range(1, naxis + 1)]
+    pcount, gcount = number("PCOUNT", 0), number("GCOUNT", 1)
+    if min(*axes, pcount, gcount) < 0:
         raise TelemetryError(
-            label, f"HDU {index} header", f"bad structural keyword ({exc})", "rewrite the file"
-        ) from exc
-    if min(naxis, bitpix, count, pcount, gcount) < 0:
-        raise TelemetryError(
-            label, f"HDU {index} header", "negative NAXISn/PCOUNT/GCOUNT", "rewrite the file"
+            label, f"{where} header", "negative NAXISn/PCOUNT/GCOUNT", "rewrite the file"
         )
-    return bitpix // 8 * gcount * (pcount + count)
+    return bitpix // 8 * gcount * (pcount + math.prod(axes))
 
 
 _TFORM = re.compile(r"\s*(\d*)([LXBIJKAEDCMPQ])")
@@ -182,7 +198,10 @@ def table_columns(hdu: HDU, data: bytes, label: str) -> dict[str, np.ndarray]:
         )
     names, formats, offsets, codes = [], [], [], []
     pos = 0
-    for i in range(1, int(h.get("TFIELDS", 0)) + 1):
+    tfields = header_number(h, "TFIELDS", label, ext, 0, integer=True)
+    if not 0 <= tfields <= 999:
+        raise TelemetryError(label, f"{ext} TFIELDS", f"is {tfields}", "use 0-999 columns")
+    for i in range(1, tfields + 1):
         tform = str(h.get(f"TFORM{i}", ""))
         match = _TFORM.match(tform)
         name = str(h.get(f"TTYPE{i}", f"COL{i}")).strip().upper()
@@ -202,8 +221,9 @@ def table_columns(hdu: HDU, data: bytes, label: str) -> dict[str, np.ndarray]:
             offsets.append(pos)
             codes.append((code, i))
         pos += dtype.itemsize if repeat else 0
-    rowlen, nrows = int(h["NAXIS1"]), int(h["NAXIS2"])
-    if pos != rowlen:
+    rowlen = header_number(h, "NAXIS1", label, ext, integer=True)
+    nrows = header_number(h, "NAXIS2", label, ext, integer=True)
+    if pos != rowlen or rowlen <= 0:
         raise TelemetryError(
             label, ext, f"columns add up to {pos} bytes per row, NAXIS1={rowlen}", "rewrite it"
         )
@@ -212,18 +232,21 @@ def table_columns(hdu: HDU, data: bytes, label: str) -> dict[str, np.ndarray]:
     struct = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": rowlen})
     rows = np.frombuffer(data, dtype=struct, count=nrows, offset=hdu.data_offset)
     return {
-        name: _decode(rows[name], code, h, i) for name, (code, i) in zip(names, codes, strict=True)
+        name: _decode(rows[name], code, h, i, label)
+        for name, (code, i) in zip(names, codes, strict=True)
     }
 
 
-def _decode(raw: np.ndarray, code: str, h: dict[str, Any], i: int) -> np.ndarray:
+def _decode(raw: np.ndarray, code: str, h: dict[str, Any], i: int, label: str) -> np.ndarray:
     """Native-endian copy of one column, with the FITS unsigned/scaling conventions applied."""
     if code == "A":
         return np.char.rstrip(raw.astype("U"))
     if code == "L":
         return raw == ord("T")
     native = raw.astype(raw.dtype.newbyteorder("="))
-    zero, scale = h.get(f"TZERO{i}", 0), h.get(f"TSCAL{i}", 1)
+    where = f"{h.get('EXTNAME', 'table')} column {h.get(f'TTYPE{i}', i)}"
+    zero = header_number(h, f"TZERO{i}", label, where, 0)
+    scale = header_number(h, f"TSCAL{i}", label, where, 1)
     target = _UNSIGNED.get((code, zero)) if scale == 1 else None
     if target:  # flipping the sign bit is adding 2**(bits-1) modulo 2**bits
         nbytes = native.dtype.itemsize

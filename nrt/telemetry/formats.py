@@ -40,7 +40,13 @@ import numpy as np
 
 from nrt.telemetry.codedmask import DETECTOR_PIXELS
 from nrt.telemetry.errors import TelemetryError
-from nrt.telemetry.fitsio import check_magic, table_bytes, table_columns, walk_hdus
+from nrt.telemetry.fitsio import (
+    check_magic,
+    header_number,
+    table_bytes,
+    table_columns,
+    walk_hdus,
+)
 
 __all__ = [
     "KINDS",
@@ -194,6 +200,20 @@ def read_chunk(
             name = path.name
         data = _read_file(path, label, max_bytes)
     expect = parse_chunk_filename(name) if name is not None else None
+    try:
+        return _parse_hashed(data, label, expect, sha256)
+    except TelemetryError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # a malformation no specific check names: still a clean, quarantinable error
+        raise TelemetryError(
+            label, "file", f"is malformed ({type(exc).__name__}: {exc})", "rewrite the file"
+        ) from exc
+
+
+def _parse_hashed(
+    data: bytes, label: str, expect: tuple[str, str, int] | None, sha256: str | None
+) -> Chunk:
     if sha256 is not None:
         return _parse(data, label, expect, sha256)
     if len(data) < _THREADED_HASH_BYTES:
@@ -387,9 +407,11 @@ def _check_pointing(header: dict[str, Any], label: str, expect: tuple[str, str, 
 
 def _mjdref(header: dict[str, Any], label: str) -> float:
     if "MJDREFI" in header:
-        value = float(header["MJDREFI"]) + float(header.get("MJDREFF", 0.0))
+        value = header_number(header, "MJDREFI", label, "header") + header_number(
+            header, "MJDREFF", label, "header", 0.0
+        )
     elif "MJDREF" in header:
-        value = float(header["MJDREF"])
+        value = header_number(header, "MJDREF", label, "header")
     else:
         raise TelemetryError(
             label,
@@ -397,9 +419,7 @@ def _mjdref(header: dict[str, Any], label: str) -> float:
             "neither MJDREF nor MJDREFI/MJDREFF is set",
             "set MJDREFI=51544, MJDREFF=0",
         )
-    if not math.isfinite(value):
-        raise TelemetryError(label, "MJDREF", f"is {value}", "set MJDREFI=51544, MJDREFF=0")
-    return value
+    return float(value)
 
 
 def _finite_key(
@@ -439,7 +459,11 @@ def _check_times(
             f"decreases at row {first + 2} ({time[first]!r} -> {time[first + 1]!r})",
             "sort the rows by TIME",
         )
-    width = float(header.get("TIMEDEL", ACS_TIMEDEL)) if kind == "acs" else 0.0
+    width = (
+        float(header_number(header, "TIMEDEL", label, "header", ACS_TIMEDEL))
+        if kind == "acs"
+        else 0.0
+    )
     slack = 1e-4  # s: float64 rounding of ~1e9 s is ~1e-7 s
     if time[0] < tstart - slack or time[-1] + width > tstop + slack:
         raise TelemetryError(

@@ -95,9 +95,17 @@ def read_lightcurve(path: Path | str) -> LightCurve:
             data = gzip.decompress(data)
         except (OSError, EOFError) as exc:
             raise TelemetryError(label, "gzip", f"is damaged ({exc})", "send it again") from exc
-    if data.startswith(b"SIMPLE  ="):
-        return _read_fits(data, label)
-    return _read_text(data, label)
+    try:
+        if data.startswith(b"SIMPLE  ="):
+            return _read_fits(data, label)
+        return _read_text(data, label)
+    except TelemetryError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        # a malformation no specific check names: still a clean error naming the file
+        raise TelemetryError(
+            label, "file", f"is malformed ({type(exc).__name__}: {exc})", "fix or re-export it"
+        ) from exc
 
 
 # --------------------------------------------------------------------------- FITS

@@ -354,3 +354,23 @@ def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     path = atomic_write(tmp_path / "y.fits", b"abc", fsync=False)
     assert path.read_bytes() == b"abc" and oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in tmp_path.iterdir()] == ["y.fits"]
+
+
+@pytest.mark.parametrize(
+    ("card", "field"),
+    [
+        (b"MJDREFI =                51544", b"MJDREFI = 'fifty-one'"),
+        (b"TFIELDS =                    4", b"TFIELDS = 'four'"),
+        (b"NAXIS1  =                   16", b"NAXIS1  =                    T"),
+    ],
+)
+def test_non_numeric_keywords_are_telemetry_errors(
+    tmp_path: Path, card: bytes, field: bytes
+) -> None:
+    """A wrong-typed keyword is a TelemetryError naming it, never a bare ValueError."""
+    data = chunk_bytes("isgri", PID, _columns("isgri"), 1.0e8, 1.0e8 + 1800)
+    start = data.index(card, 2880)
+    assert len(field) <= len(card)
+    bad = data[:start] + field.ljust(len(card)) + data[start + len(card) :]
+    err = _error(bad, name=chunk_filename("isgri", PID, 1))
+    assert card.split()[0].decode() in err.field
