@@ -59,13 +59,13 @@ async def take(queue: asyncio.Queue[Chunk], n: int, timeout: float = 5.0) -> lis
     return [await asyncio.wait_for(queue.get(), timeout) for _ in range(n)]
 
 
-def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, broker) -> None:
+def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, mosquitto) -> None:
     data = f.acs()
 
     async def scenario() -> None:
-        async with mqtt_running(tmp_path, broker) as (source, queue):
-            await publish(broker, "acs", data, filename=f.name("acs", seq=4))
-            await publish(broker, "hk", f.hk())  # no filename: one is made up
+        async with mqtt_running(tmp_path, mosquitto) as (source, queue):
+            await publish(mosquitto, "acs", data, filename=f.name("acs", seq=4))
+            await publish(mosquitto, "hk", f.hk())  # no filename: one is made up
             acs, hk = await take(queue, 2)
             assert acs.name == f.name("acs", seq=4)
             assert acs.sha256 == hashlib.sha256(data).hexdigest()
@@ -73,7 +73,7 @@ def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, broker) -> No
             record = source.log.record(acs.sha256)
             assert record is not None and record.source == "mqtt"
             assert record.path.read_bytes() == data
-            await publish(broker, "acs", data, filename=f.name("acs", seq=5))  # same bytes
+            await publish(mosquitto, "acs", data, filename=f.name("acs", seq=5))  # same bytes
             await asyncio.sleep(0.3)
             assert queue.empty()
             assert source.log.counts[("mqtt", "duplicate")] == 1
@@ -81,19 +81,19 @@ def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, broker) -> No
     asyncio.run(scenario())
 
 
-def test_messages_published_while_away_are_delivered(tmp_path: Path, broker) -> None:
+def test_messages_published_while_away_are_delivered(tmp_path: Path, mosquitto) -> None:
     payloads = [f.acs(t0=1000.0 + 5 * s, seed=s) for s in range(3)]
 
     async def scenario() -> None:
         log = IngestLog()
-        async with mqtt_running(tmp_path, broker, log=log):
+        async with mqtt_running(tmp_path, mosquitto, log=log):
             pass  # first connection: the broker now keeps a session for our client id
-        await publish(broker, "acs", payloads[0])
-        await publish(broker, "acs", payloads[1])
-        broker.stop()  # the broker restarts too (persistence on disk)
-        broker.start()
-        await publish(broker, "acs", payloads[2])
-        async with mqtt_running(tmp_path, broker, log=log) as (_source, queue):
+        await publish(mosquitto, "acs", payloads[0])
+        await publish(mosquitto, "acs", payloads[1])
+        mosquitto.stop()  # the broker restarts too (persistence on disk)
+        mosquitto.start()
+        await publish(mosquitto, "acs", payloads[2])
+        async with mqtt_running(tmp_path, mosquitto, log=log) as (_source, queue):
             got = await take(queue, 3)
             assert [c.sha256 for c in got] == [hashlib.sha256(p).hexdigest() for p in payloads]
             await asyncio.sleep(0.3)
@@ -103,26 +103,26 @@ def test_messages_published_while_away_are_delivered(tmp_path: Path, broker) -> 
     asyncio.run(scenario())
 
 
-def test_reconnects_after_the_broker_goes_away(tmp_path: Path, broker) -> None:
+def test_reconnects_after_the_broker_goes_away(tmp_path: Path, mosquitto) -> None:
     async def scenario() -> None:
-        async with mqtt_running(tmp_path, broker) as (source, queue):
-            broker.stop()
+        async with mqtt_running(tmp_path, mosquitto) as (source, queue):
+            mosquitto.stop()
             for _ in range(100):
                 if not source.connected.is_set():
                     break
                 await asyncio.sleep(0.05)
             assert not source.connected.is_set()
             await asyncio.sleep(0.5)  # a few failed attempts, with backoff
-            broker.start()
+            mosquitto.start()
             await asyncio.wait_for(source.connected.wait(), 10)
             assert source.connections == 2
-            await publish(broker, "hk", f.hk())
+            await publish(mosquitto, "hk", f.hk())
             assert (await take(queue, 1))[0].kind == "hk"
 
     asyncio.run(scenario())
 
 
-def test_bad_payloads_are_quarantined_and_good_ones_flow(tmp_path: Path, broker) -> None:
+def test_bad_payloads_are_quarantined_and_good_ones_flow(tmp_path: Path, mosquitto) -> None:
     bad = [
         ("acs", b"this is not FITS at all", None, "not FITS"),
         ("acs", f.acs()[:4000], f.name("acs", seq=2), "truncated"),
@@ -133,10 +133,10 @@ def test_bad_payloads_are_quarantined_and_good_ones_flow(tmp_path: Path, broker)
     ]
 
     async def scenario() -> None:
-        async with mqtt_running(tmp_path, broker) as (source, queue):
+        async with mqtt_running(tmp_path, mosquitto) as (source, queue):
             for i, (kind, data, filename, _words) in enumerate(bad):
-                await publish(broker, kind, data, filename)
-                await publish(broker, "hk", f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
+                await publish(mosquitto, kind, data, filename)
+                await publish(mosquitto, "hk", f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
             got = await take(queue, len(bad))
             assert [c.name for c in got] == [f.name("hk", seq=i) for i in range(len(bad))]
             await asyncio.sleep(0.2)
@@ -154,15 +154,15 @@ def test_bad_payloads_are_quarantined_and_good_ones_flow(tmp_path: Path, broker)
     asyncio.run(scenario())
 
 
-def test_inbox_and_mqtt_deliver_the_same_content_once(tmp_path: Path, broker) -> None:
+def test_inbox_and_mqtt_deliver_the_same_content_once(tmp_path: Path, mosquitto) -> None:
     data = f.isgri()
 
     async def scenario() -> None:
         async with (
             inbox_running(tmp_path) as r,
-            mqtt_running(tmp_path, broker, log=r.log) as (_source, mqueue),
+            mqtt_running(tmp_path, mosquitto, log=r.log) as (_source, mqueue),
         ):
-            await publish(broker, "isgri", data, f.name("isgri"))
+            await publish(mosquitto, "isgri", data, f.name("isgri"))
             await take(mqueue, 1)
             f.rename_in(r.inbox, f.name("isgri"), data)
             assert await r.quiet(0.5) == []
@@ -171,20 +171,20 @@ def test_inbox_and_mqtt_deliver_the_same_content_once(tmp_path: Path, broker) ->
     asyncio.run(scenario())
 
 
-def test_message_not_yet_handled_when_stopped_is_delivered_again(tmp_path: Path, broker) -> None:
+def test_message_not_yet_handled_when_stopped_is_delivered_again(tmp_path: Path, mosquitto) -> None:
     payloads = [f.hk(t0=1000.0 + 5 * s) for s in range(3)]
 
     async def scenario() -> None:
         log = IngestLog()
-        async with mqtt_running(tmp_path, broker, log=log) as (source, queue):
+        async with mqtt_running(tmp_path, mosquitto, log=log) as (source, queue):
             full: asyncio.Queue[Chunk] = asyncio.Queue(1)
             source.queue = full  # room for one: the second waits, unacknowledged
             for data in payloads:
-                await publish(broker, "hk", data)
+                await publish(mosquitto, "hk", data)
             first = await asyncio.wait_for(full.get(), 5)
             await asyncio.sleep(0.3)  # the third is now the one being waited on
         # stopped with the second chunk on the (now gone) queue and the third in hand
-        async with mqtt_running(tmp_path, broker, log=log) as (_source, queue):
+        async with mqtt_running(tmp_path, mosquitto, log=log) as (_source, queue):
             rest = await take(queue, 1)
             await asyncio.sleep(0.3)
             assert queue.empty()
@@ -196,14 +196,14 @@ def test_message_not_yet_handled_when_stopped_is_delivered_again(tmp_path: Path,
     asyncio.run(scenario())
 
 
-def test_a_payload_that_cannot_be_kept_is_retried_not_lost(tmp_path: Path, broker) -> None:
+def test_a_payload_that_cannot_be_kept_is_retried_not_lost(tmp_path: Path, mosquitto) -> None:
     store = tmp_path / "received"
     store.write_text("a file where the store directory should be")  # like a full disk
     data = f.acs()
 
     async def scenario() -> None:
-        async with mqtt_running(tmp_path, broker, store_dir=store) as (source, queue):
-            await publish(broker, "acs", data)
+        async with mqtt_running(tmp_path, mosquitto, store_dir=store) as (source, queue):
+            await publish(mosquitto, "acs", data)
             await asyncio.sleep(1.0)
             assert queue.empty() and source.connections >= 2  # failed, reconnected, again
             store.unlink()  # the operator frees the disk
