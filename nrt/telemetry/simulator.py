@@ -24,8 +24,8 @@ the first chunk and completed at the end).
 
 Determinism: every random draw comes from a generator keyed by the seed and by *what* is
 drawn (ACS hour block, 5-s cell, burst number), never by wall-clock or call order, so the
-same seed gives the same bytes at any pace, and :func:`acs_background` gives the very
-counts the files hold (without bursts).
+same seed gives the same bytes at any pace, and :func:`acs_background` with ``belts=True``
+gives the very counts the files hold (without bursts).
 """
 
 from __future__ import annotations
