@@ -81,6 +81,7 @@ class Element:
                         f"Make it private (`_{name}`) if it is not a parameter."
                     ) from None
         cls._code_hash = None
+        cls._include_tokens = None
 
     @classmethod
     def declared_parameters(cls) -> dict[str, Any]:
@@ -110,6 +111,13 @@ class Element:
         if cls.__dict__.get("_code_hash") is None:
             cls._code_hash = sig.class_code_hash(cls, Element)
         return cls._code_hash
+
+    @classmethod
+    def include_tokens(cls) -> list:
+        """Tokens of ``hash_includes`` (their ASTs hashed once per class, like the code)."""
+        if cls.__dict__.get("_include_tokens") is None:
+            cls._include_tokens = [sig.include_token(item) for item in cls.hash_includes]
+        return cls._include_tokens
 
     # ------------------------------------------------------------ instances
 
@@ -175,7 +183,7 @@ class Element:
             "params": {k: sig.canonical(v) for k, v in sorted(self.parameters.items())},
             "inputs": {k: v.signature for k, v in sorted(self.inputs.items())},
             "code": cls.code_hash(),
-            "includes": [sig.include_token(item) for item in cls.hash_includes],
+            "includes": cls.include_tokens(),
         }
 
     @property
