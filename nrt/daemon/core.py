@@ -204,8 +204,6 @@ class Daemon:
         self.localization = LocalizationStage(publisher.submit)
         sources = self._sources(queue, ingest, quarantine)
 
-        tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
-        consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
         helpers = [
             asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
@@ -213,6 +211,10 @@ class Daemon:
         ]
         for ready in tracker.restore():
             self.pointings.submit(ready)
+        if self.replay is None:
+            await self.stream.warm_up(ingest.records())  # before any new chunk reaches them
+        tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
+        consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
         await self._wait_ready(publisher, sources)
         self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
         log.info(

@@ -69,7 +69,11 @@ class LocalizationStage:
             cols = chunk.columns
             for i, pid in enumerate(cols["POINTING"]):
                 key = pid.decode() if isinstance(pid, bytes) else str(pid)
-                self._attitudes[key.strip()] = (float(cols["RA"][i]), float(cols["DEC"][i]), float(cols["ROLL"][i]))
+                self._attitudes[key.strip()] = (
+                    float(cols["RA"][i]),
+                    float(cols["DEC"][i]),
+                    float(cols["ROLL"][i]),
+                )
         elif chunk.kind == "isgri":
             self._chunks.append(chunk)
             self._covered_until = max(self._covered_until, chunk.tstop)
@@ -85,7 +89,9 @@ class LocalizationStage:
         start = t - scale
         stop = t + max(2 * scale, 1.0)
         background = (start - 60.0, start - 5.0)
-        self._pending.append(_Request(record, (start, stop), background, record.trigger.pointing, time.monotonic()))
+        self._pending.append(
+            _Request(record, (start, stop), background, record.trigger.pointing, time.monotonic())
+        )
         self._start_ready()
 
     def _start_ready(self, force: bool = False) -> None:
@@ -112,7 +118,9 @@ class LocalizationStage:
         parts = [c.columns for c in self._chunks if c.tstop > lo and c.tstart < hi]
         if not parts:
             return None
-        return {k: np.concatenate([p[k] for p in parts]) for k in ("TIME", "DETY", "DETZ", "ENERGY")}
+        return {
+            k: np.concatenate([p[k] for p in parts]) for k in ("TIME", "DETY", "DETZ", "ENERGY")
+        }
 
     async def _run(self, req: _Request) -> None:
         attitude = self._attitudes.get(req.pointing or "")
@@ -122,15 +130,24 @@ class LocalizationStage:
             return
         try:
             found = await asyncio.to_thread(
-                self._localize, events["TIME"], events["DETY"], events["DETZ"],
-                req.interval, req.background, attitude,
+                self._localize,
+                events["TIME"],
+                events["DETY"],
+                events["DETZ"],
+                req.interval,
+                req.background,
+                attitude,
             )
         except (ValueError, ArithmeticError) as exc:
             log.info("alert %s not localized: %s", req.record.alert.id, exc)
             return
         if found is None or found.significance < self.min_significance:
-            log.info("alert %s: imager significance %.1f below %.1f, no position", req.record.alert.id,
-                     getattr(found, "significance", 0.0), self.min_significance)
+            log.info(
+                "alert %s: imager significance %.1f below %.1f, no position",
+                req.record.alert.id,
+                getattr(found, "significance", 0.0),
+                self.min_significance,
+            )
             return
         update = req.record.alert.updated(
             localization=Localization(found.ra % 360.0, found.dec, found.error_radius),
@@ -140,5 +157,10 @@ class LocalizationStage:
             metrics.ALERTS.labels(update.instrument, "update").inc()
             req.record.localized = True
             self.updates.append(update)
-            log.warning("ALERT UPDATE %s: RA %.3f Dec %.3f +- %.1f arcmin", update.id, found.ra, found.dec,
-                        found.error_radius * 60)
+            log.warning(
+                "ALERT UPDATE %s: RA %.3f Dec %.3f +- %.1f arcmin",
+                update.id,
+                found.ra,
+                found.dec,
+                found.error_radius * 60,
+            )

@@ -19,6 +19,8 @@ from typing import Any
 from nrt import metrics
 from nrt.alerts.model import Alert
 from nrt.plugins import hook
+from nrt.telemetry.errors import TelemetryError
+from nrt.telemetry.formats import read_chunk
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,36 @@ class StreamStage:
         loop = asyncio.get_running_loop()
         triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
         return [await self._alert(t, arrival) for t in triggers]
+
+    async def warm_up(self, records: list[Any], span: float = 700.0) -> int:
+        """After a restart, feed the last `span` seconds of already-handled data again.
+
+        The detectors' state (background, excess variance, an excess in progress)
+        died with the process; replaying the recent chunks rebuilds it, and a burst
+        that was cut by the crash is found now. Alerts it raises again carry the
+        same id and record_number, so the outbox drops those already issued.
+        """
+        if self.detectors is None:
+            return 0
+        kinds = set(getattr(self.config, "instruments", ()))
+        mine = [r for r in records if r.kind in kinds]
+        if not mine:
+            return 0
+        end = max(r.tstop for r in mine)
+        recent = sorted(
+            (r for r in mine if r.tstop >= end - span), key=lambda r: (r.kind, r.tstart)
+        )
+        fed = 0
+        for record in recent:
+            try:
+                chunk = await asyncio.to_thread(read_chunk, record.path)
+            except (OSError, TelemetryError) as exc:
+                log.info("warm-up: %s no longer readable (%s)", record.path, exc)
+                continue
+            await self.feed(chunk, time.monotonic())
+            fed += 1
+        log.info("stream detectors warmed up on %d recent chunks", fed)
+        return fed
 
     async def finish(self) -> list[AlertRecord]:
         """End of a finite stream (replay): report groups still open."""
