@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
@@ -30,6 +31,8 @@ from pathlib import Path
 
 from nrt.paths import state_dir
 from nrt.telemetry.formats import MJDREF_IJD, Chunk, TelemetryError
+
+logger = logging.getLogger(__name__)
 
 #: A name that is safe as one path component: no separators, no leading dot, no odd bytes.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
@@ -159,16 +162,37 @@ class IngestLog:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "ingest.sqlite"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # A damaged record must not stop the daemon: set it aside and start afresh.
+            # The inbox rescan then sees every file as new; content already handled is
+            # handled again once (products come back from the cache by signature).
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(f"{self.path}{suffix}")
+                if src.exists():
+                    os.replace(src, f"{aside}{suffix}")
+            self._db = self._open()
         self._claimed: set[str] = set()
         #: events by (source, outcome): outcome is handled, duplicate or quarantined.
         self.counts: Counter[tuple[str, str]] = Counter()
         #: called with (source, outcome) on each event, e.g. to feed a Prometheus counter.
         self.on_count: Callable[[str, str], None] | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM chunks").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     def close(self) -> None:
         self._db.close()

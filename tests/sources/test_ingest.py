@@ -1,0 +1,36 @@
+"""The ingest record itself: names, and surviving a damaged database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nrt.telemetry.formats import read_chunk
+from nrt.telemetry.ingest import IngestLog, is_safe_name, is_temp_name, sanitize_name
+from tests.sources import factory as f
+
+
+def test_a_damaged_record_is_set_aside_and_a_fresh_one_started(tmp_path: Path) -> None:
+    path = tmp_path / "ingest.sqlite"
+    log = IngestLog(path)
+    chunk = read_chunk(f.acs(), f.name("acs"))
+    log.record_chunk(chunk, tmp_path / f.name("acs"), "inbox")
+    log.close()
+    path.write_bytes(b"\0garbage" * 1000)
+    again = IngestLog(path)
+    assert again.records() == [] and not again.has(chunk.sha256)
+    assert len(list(tmp_path.glob("ingest.sqlite.damaged-*"))) == 1
+    again.record_chunk(chunk, tmp_path / f.name("acs"), "inbox")
+    assert again.has(chunk.sha256)
+    again.close()
+
+
+def test_names() -> None:
+    assert is_safe_name("acs_025600010010_000001.fits")
+    for bad in ("../x.fits", "a/b", "..", ".", "", "a b", "x\n", "é.fits", "a" * 201):
+        assert not is_safe_name(bad), bad
+    for temp in (".x.fits", "x.fits.tmp", "x.part", "x~"):
+        assert is_temp_name(temp)
+    assert not is_temp_name("acs_025600010010_000001.fits")
+    for raw in ("../../etc/passwd", "a b\nc", "\udcff..x", "...", "a" * 300):
+        clean = sanitize_name(raw)
+        assert is_safe_name(clean) and "/" not in clean and len(clean) <= 120, clean
