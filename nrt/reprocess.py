@@ -152,6 +152,10 @@ class Progress:
 @click.option("--cache-dir", type=click.Path(), envvar="NRT_CACHE_DIR", help="Shared cache root.")
 @click.option("--state-dir", type=click.Path(), envvar="NRT_STATE_DIR", help="Index directory.")
 @click.option(
+    "--worker-cache-dir",
+    help="Workers' own scratch cache; iRODS (NRT_IRODS_COLLECTION) is then the shared store.",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="JSON progress lines (default off a terminal)."
 )
 def reprocess(
@@ -164,6 +168,7 @@ def reprocess(
     graph: str | None,
     cache_dir: str | None,
     state_dir: str | None,
+    worker_cache_dir: str | None,
     as_json: bool,
 ) -> None:
     """Reprocess pointings on Dask: compute only what no cache tier holds, in parallel."""
@@ -186,9 +191,19 @@ def reprocess(
     from distributed import Client, LocalCluster
 
     from nrt.cache import Cache
-    from nrt.executors.dask import DaskExecutor
+    from nrt.executors.dask import CacheSpec, DaskExecutor
 
     cache = Cache.open(cache_dir, state_dir)
+    spec = CacheSpec.of(cache)
+    if worker_cache_dir:
+        if not spec.irods_collection:
+            raise click.UsageError(
+                "--worker-cache-dir needs a shared store: set NRT_IRODS_COLLECTION (and the "
+                "iRODS environment file), or leave it out and share --cache-dir between machines"
+            )
+        spec = CacheSpec(
+            worker_cache_dir, False, spec.irods_collection, spec.irods_env_file, spec.memory_bytes
+        )
     progress = Progress(as_json)
     cluster = None
     if scheduler is None:
@@ -199,7 +214,7 @@ def reprocess(
         with Client(scheduler or cluster) as client:
             if scheduler and workers:
                 client.wait_for_workers(workers, timeout=120)
-            executor = DaskExecutor(client)
+            executor = DaskExecutor(client, spec)
             n_workers = len(client.scheduler_info()["workers"])
             progress.emit(
                 {

@@ -68,3 +68,10 @@ def test_bad_invocations_say_what_to_do():
     assert "no element named Nope" in result.output and "Summary" in result.output
     result, _ = invoke("--from", "yesterday", "--to", "2020-01-02", "--graph", GRAPH)
     assert result.exit_code == 2 and "not an ISO date" in result.output
+
+
+def test_worker_scratch_cache_needs_irods_as_the_shared_store(tmp_path):
+    result, _ = invoke(
+        "--pointings", "A", "--graph", GRAPH, "--worker-cache-dir", str(tmp_path / "scratch")
+    )
+    assert result.exit_code == 2 and "NRT_IRODS_COLLECTION" in result.output
