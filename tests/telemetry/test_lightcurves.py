@@ -286,3 +286,13 @@ def test_multichannel_counts_and_timedel_column(tmp_path: Path) -> None:
     np.testing.assert_array_equal(lc.counts, counts.sum(axis=1))
     np.testing.assert_array_equal(lc.width, [1.0, 2.0, 1.0, 0.5])
     assert lc.mjdref == 51544.5 and lc.instrument == "UNKNOWN"
+
+
+def test_utc_time_system_is_converted_to_tt(tmp_path: Path) -> None:
+    path = tmp_path / "utc.txt"
+    path.write_text("# MJDREF = 60000\n# TIMESYS = UTC\n0 5\n1 6\n")
+    lc = read_lightcurve(path)
+    assert lc.timesys == "UTC"
+    t = lc.to_time(0.0)
+    assert t.scale == "tt" and abs((t - Time(60000, format="mjd", scale="utc")).sec) < 1e-6
+    assert (t.tt.mjd - 60000) * 86400 == pytest.approx(69.184, abs=1e-3)  # TT - UTC in 2023
