@@ -56,6 +56,7 @@ def bad_inputs(outside: Path) -> dict[bytes, tuple[bytes | None, str]]:
         b"acs 025600010010 000109.fits": (good, "characters outside"),
         b"..acs_025600010010_000110.fits": (good, None),  # a dotfile: ignored, not quarantined
         b"acs_\xff\n_000111.fits": (good, "characters outside"),
+        b"a" * 240 + b".fits": (good, "longer than 200"),
         b"README.txt": (b"hello", "file name"),
         b"acs_025600010010_000112.fits": ("symlink", "symbolic link"),
         b"acs_025600010010_000113.fits": ("fifo", "named pipe"),
