@@ -68,7 +68,7 @@ class StreamStage:
             return []
         loop = asyncio.get_running_loop()
         triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
-        return [await self._alert(t, arrival) for t in triggers]
+        return [await self._alert(t, arrival, chunk.name) for t in triggers]
 
     async def warm_up(self, records: list[Any], span: float = 700.0) -> int:
         """After a restart, feed the last `span` seconds of already-handled data again.
@@ -109,21 +109,22 @@ class StreamStage:
         now = time.monotonic()
         return [await self._alert(t, now) for t in triggers]
 
-    async def _alert(self, trigger: Any, arrival: float) -> AlertRecord:
+    async def _alert(self, trigger: Any, arrival: float, chunk: str = "") -> AlertRecord:
         metrics.TRIGGERS.labels(trigger.instrument).inc()
         alert = Alert.initial_from_trigger(trigger, tense=self.tense)
         new = await self.submit(alert)
-        record = AlertRecord(alert, trigger, arrival, time.monotonic())
+        record = AlertRecord(alert, trigger, arrival, time.monotonic(), extra={"chunk": chunk})
         if new:
             metrics.ALERTS.labels(alert.instrument, "initial").inc()
             self.alerts[alert.id] = record
             log.warning(
-                "ALERT %s %s at %s: %.1f sigma on %.2f s",
+                "ALERT %s %s at %s: %.1f sigma on %.2f s (chunk %s)",
                 alert.id,
                 alert.instrument,
                 alert.trigger_time,
                 trigger.significance,
                 trigger.timescale,
+                chunk or "-",
             )
             if self.on_trigger:
                 self.on_trigger(record)

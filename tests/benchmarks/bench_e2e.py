@@ -1,0 +1,214 @@
+"""End-to-end benchmark of the daemon (not a pass/fail test). Prints three tables.
+
+1. Alert latency: from the rename of a chunk into the inbox to the receipt of the
+   alert it caused by an MQTT subscriber, p50/p99 over >= 100 bursts, while the
+   quick-look runs in the background; beside it the floor, a bare paho publish
+   to receive on the same broker.
+2. Replay throughput for default simulated rates, as a multiple of real time.
+3. Peak memory of a replay of 1 simulated hour and of 24 (aim: flat).
+
+Run: ``python tests/benchmarks/bench_e2e.py [--hours-latency 4] [--long-hours 24]``.
+Needs ``mosquitto`` on the PATH (a private broker is started on a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from nrt.daemon.replay import ordered_files  # noqa: E402
+from nrt.telemetry.simulator import simulate  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.services import free_port  # noqa: E402
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, round(0.99 * (len(values) - 1)))]
+    return statistics.median(values), p99
+
+
+def subscriber(
+    port: int, topic: str, sink: dict[str, float], stop: threading.Event
+) -> threading.Thread:
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+
+    def on_message(_c, _u, msg):
+        now = time.time()
+        try:
+            sink.setdefault(json.loads(msg.payload)["id"], now)
+        except (ValueError, KeyError):
+            sink.setdefault(msg.payload.decode(errors="replace"), now)
+
+    client.on_message = on_message
+    client.connect("127.0.0.1", port)
+    client.subscribe(topic, qos=1)
+
+    def loop():
+        while not stop.is_set():
+            client.loop(timeout=0.05)
+        client.disconnect()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    return thread
+
+
+def floor_latency(port: int, n: int = 1000) -> list[float]:
+    """Bare paho-mqtt QoS 1 publish -> receive on the same broker (the floor)."""
+    import paho.mqtt.client as mqtt
+
+    got: dict[str, float] = {}
+    stop = threading.Event()
+    thread = subscriber(port, "bench/floor", got, stop)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    sent = {}
+    for i in range(n):
+        key = json.dumps({"id": f"m{i}"})
+        sent[f"m{i}"] = time.time()
+        pub.publish("bench/floor", key, qos=1).wait_for_publish()
+        time.sleep(0.002)
+    time.sleep(1.0)
+    stop.set()
+    thread.join()
+    pub.loop_stop()
+    return [got[k] - t for k, t in sent.items() if k in got]
+
+
+def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> dict:
+    sim = work / "sim"
+    truth = simulate(sim, hours, seed=7, grb_rate_per_day=3000)
+    files = ordered_files(sim)
+    inbox, metrics_port = work / "inbox", free_port()
+    inbox.mkdir()
+    config = work / "nrt.toml"
+    config.write_text(
+        f'[paths]\ninbox = "{inbox}"\nstate = "{work / "state"}"\ncache = "{work / "cache"}"\n'
+        f'[mqtt]\nurl = "{broker.url}"\nclient_id = "bench"\n[alerts]\ntense = "test"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+    )
+    log_path = work / "daemon.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    got: dict[str, float] = {}
+    stop = threading.Event()
+    thread = subscriber(broker.port, "nrt/alerts/+", got, stop)
+    time.sleep(3.0)  # let the daemon come up
+    renamed: dict[str, float] = {}
+    data0 = wall0 = None
+    for path in files:
+        tstart = _tstart(path)
+        if data0 is None:
+            data0, wall0 = tstart, time.monotonic()
+        delay = wall0 + (tstart - data0) / speed - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        renamed[path.name] = time.time()
+        os.rename(path, inbox / path.name)
+    time.sleep(5.0)
+    daemon.send_signal(signal.SIGTERM)
+    daemon.wait(timeout=120)
+    stop.set()
+    thread.join()
+    caused = dict(re.findall(r"ALERT (\S+) .*\(chunk (\S+)\)", log_path.read_text()))
+    latencies = [got[a] - renamed[c] for a, c in caused.items() if a in got and c in renamed]
+    return {"bursts": len(truth["grbs"]), "alerts": len(caused), "latencies": latencies}
+
+
+def _tstart(path: Path) -> float:
+    from nrt.telemetry.formats import read_chunk
+
+    return read_chunk(path).tstart
+
+
+def replay_run(hours: float, work: Path) -> dict:
+    sim = work / f"sim{hours:g}"
+    simulate(sim, hours, seed=3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
+    env["NRT_CACHE_DIR"] = str(work / f"cache{hours:g}")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import resource, subprocess, sys, json;"
+            "r = subprocess.run([sys.executable, '-m', 'nrt.cli', 'replay', sys.argv[1], '--json', '--config', '/dev/null'],"
+            " capture_output=True, text=True);"
+            "s = json.loads(r.stdout.strip().splitlines()[-1]);"
+            "s['maxrss_mib'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024;"
+            "print(json.dumps(s))",
+            str(sim),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hours-latency", type=float, default=3.0)
+    parser.add_argument(
+        "--speed", type=float, default=40.0, help="pace of the latency run (x real time)"
+    )
+    parser.add_argument("--long-hours", type=float, default=24.0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(workdir=work / "broker", persistence=False).start()
+        try:
+            floor = floor_latency(broker.port)
+            e2e = alert_latency(args.hours_latency, args.speed, broker, work / "latency")
+        finally:
+            broker.stop()
+        f50, f99 = percentiles(floor)
+        print(
+            f"\n1. alert latency (rename into the inbox -> MQTT subscriber), {len(e2e['latencies'])} alerts "
+            f"from {e2e['bursts']} simulated bursts, telemetry paced at {args.speed:g}x real time"
+        )
+        print(f"   {'path':<36} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"   {'bare paho publish -> receive':<36} {f50 * 1e3:8.2f} {f99 * 1e3:8.2f}")
+        if e2e["latencies"]:
+            e50, e99 = percentiles(e2e["latencies"])
+            print(f"   {'nrt: rename -> alert received':<36} {e50 * 1e3:8.2f} {e99 * 1e3:8.2f}")
+            print(f"   ratio to the floor: p50 {e50 / f50:.0f}x, p99 {e99 / f99:.0f}x")
+        short = replay_run(1.0, work)
+        print("\n2. replay throughput (default simulated rates)")
+        print(f"   1 h of data in {short['seconds']:.1f} s = {short['speed']:.0f}x real time")
+        long = replay_run(args.long_hours, work)
+        print(
+            f"   {args.long_hours:g} h of data in {long['seconds']:.1f} s = {long['speed']:.0f}x real time"
+        )
+        print("\n3. peak memory (max RSS of the replay process)")
+        print(
+            f"   1 h: {short['maxrss_mib']:.0f} MiB   {args.long_hours:g} h: {long['maxrss_mib']:.0f} MiB   "
+            f"ratio {long['maxrss_mib'] / short['maxrss_mib']:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
