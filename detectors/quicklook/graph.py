@@ -107,6 +107,7 @@ class Graph:
             t.input_skyimage,
             t.input_acs,
             self.DetectorMap,
+            self.PointingInfo,
         ]
 
     @property

@@ -116,6 +116,22 @@ def test_products_are_fits_that_astropy_opens(clean_roots, tmp_path):
         assert sources["SIGNIFICANCE"][0] > 20
 
 
+def test_products_written_from_a_warm_cache_are_the_same(clean_roots, tmp_path):
+    run_quicklook(build(clean_roots), fresh_cache(tmp_path), outdir=tmp_path / "cold")
+    before = runs()
+    run_quicklook(build(clean_roots), fresh_cache(tmp_path), outdir=tmp_path / "warm")
+    assert ran_since(before) == {}
+    for cold in sorted((tmp_path / "cold").iterdir()):
+        with fits.open(cold) as a, fits.open(tmp_path / "warm" / cold.name) as b:
+            assert len(a) == len(b)
+            for ha, hb in zip(a[1:], b[1:], strict=True):
+                assert ha.header["NRTSIG"] == hb.header["NRTSIG"]
+                if ha.is_image:
+                    assert np.array_equal(ha.data, hb.data)
+                else:
+                    assert ha.data.tobytes() == hb.data.tobytes()
+
+
 def test_sky_wcs_matches_the_attitude_frame_everywhere():
     from detectors.quicklook.fitsout import sky_wcs
 
