@@ -212,3 +212,23 @@ def test_a_payload_that_cannot_be_kept_is_retried_not_lost(tmp_path: Path, mosqu
             assert source.log.record(chunk.sha256).path.read_bytes() == data
 
     asyncio.run(scenario())
+
+
+def test_a_slow_consumer_loses_nothing(tmp_path: Path, mosquitto) -> None:
+    payloads = [f.hk(t0=1000.0 + 5 * s) for s in range(60)]
+
+    async def scenario() -> None:
+        async with mqtt_running(tmp_path, mosquitto, receive_maximum=4) as (source, _queue):
+            source.queue = slow = asyncio.Queue(2)
+            async with aiomqtt.Client(
+                "127.0.0.1", mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as client:
+                for data in payloads:
+                    await client.publish(topic_for("hk"), data, qos=1)
+            got = []
+            for _ in payloads:
+                got.append((await asyncio.wait_for(slow.get(), 10)).sha256)
+                await asyncio.sleep(0.005)
+            assert got == [hashlib.sha256(p).hexdigest() for p in payloads]  # all, in order
+
+    asyncio.run(scenario())
