@@ -70,14 +70,66 @@ DEFAULT_LIMITS: dict[str, dict[str, Any]] = {
 }
 
 
+class LimitsError(ValueError):
+    """A limits override that cannot be used; the message names the key and the fix."""
+
+
+def _check_range(where: str, value: Any) -> None:
+    if not isinstance(value, Mapping) or not value or set(value) - {"warning", "alarm"}:
+        raise LimitsError(
+            f"{where} = {value!r}: must be a table with 'warning' and/or 'alarm', each "
+            "[low, high] (a bound may be omitted as null/none), e.g. {warning = [0, 10]}"
+        )
+    for level, bounds in value.items():
+        ok = isinstance(bounds, list | tuple) and len(bounds) == 2
+        ok = ok and all(
+            b is None or (isinstance(b, int | float) and not isinstance(b, bool)) for b in bounds
+        )
+        if not ok or (None not in bounds and bounds[0] > bounds[1]):
+            raise LimitsError(
+                f"{where}.{level} = {bounds!r}: must be [low, high] numbers with low <= high"
+            )
+
+
 def limits_for(check: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The default limits of `check` updated (one level deep) with `overrides`."""
+    """The default limits of `check` updated (one level deep) with validated `overrides`.
+
+    Raises :class:`LimitsError` naming ``checks.<check>.<key>`` for an unknown check or
+    key, or a range that is not ``{"warning": [lo, hi], "alarm": [lo, hi]}``.
+    """
     if check not in DEFAULT_LIMITS:
-        raise KeyError(f"unknown check {check!r}; checks: {', '.join(sorted(DEFAULT_LIMITS))}")
+        raise LimitsError(
+            f"checks.{check}: unknown check; checks are {', '.join(sorted(DEFAULT_LIMITS))}"
+        )
     out = copy.deepcopy(DEFAULT_LIMITS[check])
     for key, value in (overrides or {}).items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = {**out[key], **value}
+        where = f"checks.{check}.{key}"
+        if key not in out:
+            raise LimitsError(f"{where}: unknown key; {check} takes {', '.join(sorted(out))}")
+        default = out[key]
+        if key == "parameters":
+            if not isinstance(value, Mapping):
+                raise LimitsError(f"{where}: must be a table of housekeeping column -> range")
+            for column, limits in value.items():
+                _check_range(f"{where}.{column}", limits)
+            out[key] = {**default, **value}
+        elif isinstance(default, dict):
+            _check_range(where, value)
+            out[key] = {**default, **value}
         else:
+            if (
+                default is not None
+                and not isinstance(value, type(default))
+                and not (isinstance(default, float) and isinstance(value, int))
+            ):
+                raise LimitsError(f"{where} = {value!r}: must be a {type(default).__name__}")
             out[key] = value
     return out
+
+
+def validate(checks: Mapping[str, Any]) -> None:
+    """Check every ``[checks.<name>]`` table of a configuration (for ``nrt config check``)."""
+    for name, overrides in checks.items():
+        if not isinstance(overrides, Mapping):
+            raise LimitsError(f"checks.{name}: must be a table of limits")
+        limits_for(name, overrides)

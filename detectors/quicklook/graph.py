@@ -26,7 +26,7 @@ from typing import Any
 import nrt
 from checks.calibration import CalibrationLinesCheck
 from checks.housekeeping import HousekeepingCheck
-from checks.limits import DEFAULT_LIMITS, limits_for
+from checks.limits import DEFAULT_LIMITS, LimitsError, limits_for
 from checks.pixels import PixelCheck
 from checks.rates import DeadTimeCheck, ModuleRatesCheck, ShieldRateCheck
 from detectors.quicklook.calibration import CalibratedEvents, EnergyCalibration, LineFit
@@ -132,9 +132,11 @@ def build(
     if missing:
         raise ValueError(f"quick-look needs telemetry of kinds {REQUIRED_KINDS}; missing {missing}")
     limits = limits or {}
-    unknown = sorted(set(limits) - set(DEFAULT_LIMITS))
-    if unknown:
-        raise KeyError(f"unknown check(s) in limits: {unknown}")
+    for name in limits:
+        if name not in DEFAULT_LIMITS:
+            raise LimitsError(
+                f"checks.{name}: unknown check; checks are {', '.join(sorted(DEFAULT_LIMITS))}"
+            )
     events, info = roots["isgri"], PointingInfo(input_pointing=roots["pointing"])
     lines = LineFit(input_events=events)
     calibration = EnergyCalibration(input_lines=lines)

@@ -110,3 +110,31 @@ def test_pixel_check_finds_dead_and_noisy_pixels():
     assert np.argwhere(found.dead).tolist() == [[3, 4]]
     assert np.argwhere(found.noisy).tolist() == [[100, 100]]
     assert found.dead_sensitive
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gian": {"warning": [0.9, 1.1]}}, r"checks.calibration_lines.gian: unknown key"),
+        ({"gain": [0.9, 1.1]}, r"checks.calibration_lines.gain = \[0.9, 1.1\]: must be a table"),
+        ({"gain": {"warning": [1.1, 0.9]}}, r"checks.calibration_lines.gain.warning .*low <= high"),
+        ({"gain": {"warn": [0.9, 1.1]}}, r"must be a table with 'warning' and/or 'alarm'"),
+    ],
+)
+def test_bad_limits_name_the_key_and_the_fix(overrides, message):
+    from checks.limits import LimitsError, limits_for
+
+    with pytest.raises(LimitsError, match=message):
+        limits_for("calibration_lines", overrides)
+
+
+def test_limits_overrides_merge_and_are_validated():
+    from checks.limits import LimitsError, limits_for
+
+    hk = limits_for("housekeeping", {"parameters": {"T_DET": {"alarm": [-20, 0]}}})
+    assert hk["parameters"]["T_DET"] == {"alarm": [-20, 0]} and "HV_BIAS" in hk["parameters"]
+    assert limits_for("pixels", {"hot_factor": 50})["hot_factor"] == 50
+    with pytest.raises(LimitsError, match=r"checks.housekeeping.parameters.T_DET.alarm"):
+        limits_for("housekeeping", {"parameters": {"T_DET": {"alarm": ["cold", 0]}}})
+    with pytest.raises(LimitsError, match=r"checks.pixels.hot_factor = 'x': must be a float"):
+        limits_for("pixels", {"hot_factor": "x"})

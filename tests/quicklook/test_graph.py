@@ -165,5 +165,5 @@ def test_missing_kind_is_a_clear_error(clean_roots):
     del roots["hk"]
     with pytest.raises(ValueError, match=r"missing \['hk'\]"):
         build(roots)
-    with pytest.raises(KeyError, match="unknown check"):
+    with pytest.raises(ValueError, match=r"checks.no_such_check: unknown check"):
         build(clean_roots, limits={"no_such_check": {}})
