@@ -98,7 +98,10 @@ class Outbox:
                 self.db.execute("SELECT count(*) FROM alerts").fetchone()
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # One connection, used by the publisher from its single outbox thread.
+            self.db = sqlite3.connect(
+                self.path, isolation_level=None, timeout=30, check_same_thread=False
+            )
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute(f"PRAGMA synchronous={synchronous}")
             self.db.executescript(SCHEMA)

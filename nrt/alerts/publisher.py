@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nrt.alerts.model import Alert
 from nrt.alerts.mqtt import MqttConfig, explain
@@ -96,6 +99,12 @@ class Publisher:
         self._idle = {s.name: asyncio.Event() for s in self.sinks}
         self._closing = False
         self._task: asyncio.Task | None = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-outbox")
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run an outbox call on the outbox's own thread: the event loop never waits on
+        SQLite or its fsync, and one thread keeps the calls in order."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     @property
     def mqtt(self) -> MqttSink | None:
@@ -106,7 +115,7 @@ class Publisher:
     async def submit(self, alert: Alert) -> bool:
         """Commit `alert` to the outbox and wake the sinks. Returns False when this
         (id, record_number) was already committed (nothing new is sent)."""
-        seq = self.outbox.add(alert)
+        seq = await self._db(self.outbox.add, alert)
         if seq is None:
             return False
         for name, event in self._wake.items():
@@ -133,7 +142,9 @@ class Publisher:
                 asyncio.gather(*(self._drained(s.name) for s in self.sinks)), timeout
             )
         except TimeoutError:
-            pending = {s.name: self.outbox.count_pending(s.name) for s in self.sinks}
+            pending = {
+                s.name: await self._db(self.outbox.count_pending, s.name) for s in self.sinks
+            }
             reasons = "; ".join(f"{k}: {v}" for k, v in self.errors.items() if v)
             raise DeliveryTimeout(
                 f"{sum(pending.values())} alert deliveries still pending after {timeout} s "
@@ -157,7 +168,8 @@ class Publisher:
             self._task = None
         for sink in self.sinks:
             await sink.close()
-        self.outbox.close()
+        await self._db(self.outbox.close)
+        self._pool.shutdown(wait=True)
 
     async def __aenter__(self) -> Publisher:
         return await self.start()
@@ -168,7 +180,7 @@ class Publisher:
     # -- delivery loop ----------------------------------------------------------------------
 
     async def _drained(self, name: str) -> None:
-        while self.outbox.count_pending(name):
+        while await self._db(self.outbox.count_pending, name):
             self._idle[name].clear()
             self._wake[name].set()
             await self._idle[name].wait()
@@ -178,7 +190,7 @@ class Publisher:
         wake, idle = self._wake[sink.name], self._idle[sink.name]
         while not self._closing:
             wake.clear()
-            rows = self.outbox.pending(sink.name, self.config.batch)
+            rows = await self._db(self.outbox.pending, sink.name, self.config.batch)
             try:
                 await sink.open()  # MQTT: connected and "online" even before any alert
                 sent = await sink.deliver(rows) if rows else 0
@@ -188,7 +200,7 @@ class Publisher:
             except Exception as exc:  # connecting failed: nothing went out
                 sent, error = 0, exc
             if sent:
-                self.outbox.mark_sent(sink.name, [row.seq for row in rows[:sent]])
+                await self._db(self.outbox.mark_sent, sink.name, [row.seq for row in rows[:sent]])
                 self._notify(sink, rows[:sent])
             if error is None:
                 self._report(sink, None)
@@ -200,7 +212,12 @@ class Publisher:
             failed = rows[sent]
             message = self._describe(sink, error)
             give_up = sink.max_attempts is not None and failed.attempts + 1 >= sink.max_attempts
-            self.outbox.record_failure(sink.name, failed.seq, message, give_up=give_up)
+            await self._db(
+                functools.partial(self.outbox.record_failure, give_up=give_up),
+                sink.name,
+                failed.seq,
+                message,
+            )
             if give_up:
                 log.error("giving up on %s for %s: %s", failed.id, sink.name, message)
             idle.set()  # flush() re-checks; it must not hang on a sink that is backing off
@@ -246,10 +263,12 @@ class Publisher:
             level = logging.WARNING if transient else logging.ERROR
             log.log(level, "alert delivery via %s failed (will retry): %s", sink.name, message)
 
-    def stats(self) -> dict[str, object]:
+    async def stats(self) -> dict[str, object]:
         """Pending counts and last errors per sink, for metrics and `nrt` status."""
         return {
             "time": time.time(),
-            "pending": {s.name: self.outbox.count_pending(s.name) for s in self.sinks},
+            "pending": {
+                s.name: await self._db(self.outbox.count_pending, s.name) for s in self.sinks
+            },
             "errors": dict(self.errors),
         }

@@ -208,6 +208,7 @@ class Daemon:
             asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._maintain(cache), name="gc"),
+            asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
         ]
         for ready in tracker.restore():
             self.pointings.submit(ready)
@@ -235,7 +236,7 @@ class Daemon:
         await consumer
         await asyncio.wait_for(self.localization.drain(), None if self.replay is not None else 30)
         if self.replay is not None:
-            for ready in tracker.poll() + _force_ready(tracker):
+            for ready in tracker.poll() + tracker.flush():
                 self.pointings.submit(ready)
         await self.pointings.drain(None if self.replay is not None else 30)
         for task in helpers:
@@ -352,6 +353,25 @@ class Daemon:
             except Exception:
                 log.exception("cache gc failed")
 
+    async def _gauges(self, publisher: Publisher, tracker: PointingTracker) -> None:
+        """Gauges that describe state rather than events, refreshed every few seconds."""
+        while True:
+            stats = await publisher.stats()
+            for sink, pending in stats["pending"].items():
+                metrics.OUTBOX_PENDING.labels(sink).set(pending)
+            states: dict[str, int] = {}
+            for pointing in tracker.pointings():
+                state = tracker.status(pointing)
+                states[state] = states.get(state, 0) + 1
+            for state in ("open", "covered", "grace", "announced"):
+                metrics.POINTINGS.labels(state).set(states.get(state, 0))
+            cache = self.pointings.cache
+            metrics.CACHE_BYTES.labels("memory").set(cache.memory.nbytes)
+            if cache.index is not None:
+                held = await asyncio.to_thread(cache.index.stats)
+                metrics.CACHE_BYTES.labels("local").set(held["bytes"])
+            await asyncio.sleep(5.0)
+
     def reload(self) -> None:
         """SIGHUP: re-read the configuration file; apply what can change, log what cannot."""
         self.notifier.reloading()
@@ -374,13 +394,3 @@ class Daemon:
         self.config = new
         log.info("configuration reloaded: %s", ", ".join(applied) or "nothing changed")
         self.notifier.ready("configuration reloaded")
-
-
-def _force_ready(tracker: PointingTracker) -> list[Any]:
-    """End of a replay: every pointing is as complete as it will get."""
-    saved = tracker.grace
-    tracker.grace = -1.0
-    try:
-        return tracker.poll()
-    finally:
-        tracker.grace = saved
