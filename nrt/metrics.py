@@ -284,19 +284,28 @@ HEALTH_GAUGES: dict[str, Gauge] = {
 }
 
 
+#: (instrument, check) -> the series its last report set (so a vanished one is removed).
+_PUBLISHED: dict[tuple[str, str], set[tuple[Gauge, tuple[str, ...]]]] = {}
+_PUBLISHED_LOCK = threading.Lock()
+
+
 def publish_check(report: Mapping[str, Any], timestamp: float | None = None) -> None:
     """Put one health check result into the gauges (the daemon calls this per pointing).
 
     ``report`` is a check element's ``report`` output: ``instrument``, ``check``,
     ``modules`` (module -> status 0/1/2) and ``gauges`` (a list of ``{"metric": name
     without the nrt_ prefix, "labels": {...}, "value": number}``). A gauge or label set
-    that is not declared here is an error, so a check cannot invent unbounded series.
+    that is not declared here is an error, so a check cannot invent unbounded series
+    (nothing is set then). Series the same check set last time and not now are removed,
+    so a housekeeping column or a module that disappears does not leave a frozen value.
     """
     instrument, check = str(report["instrument"]), str(report["check"])
+    series: set[tuple[Gauge, tuple[str, ...]]] = set()
     for module, status in report.get("modules", {}).items():
         if int(status) not in (0, 1, 2):
             raise ValueError(f"check {check}: status {status!r} of module {module} is not 0, 1, 2")
-        CHECK_STATUS.labels(instrument, str(module), check).set(int(status))
+        series.add((CHECK_STATUS, (instrument, str(module), check)))
+    values: dict[tuple[Gauge, tuple[str, ...]], float] = {}
     for item in report.get("gauges", []):
         gauge = HEALTH_GAUGES.get(item["metric"])
         if gauge is None:
@@ -310,7 +319,18 @@ def publish_check(report: Mapping[str, Any], timestamp: float | None = None) -> 
                 f"got {sorted(labels)}"
             )
         value = item["value"]
-        gauge.labels(**labels).set(float("nan") if value is None else float(value))
+        key = (gauge, tuple(labels[n] for n in gauge._labelnames))
+        values[key] = float("nan") if value is None else float(value)
+    # everything validated: now set, and drop what this check published last time but not now
+    with _PUBLISHED_LOCK:
+        for module, status in report.get("modules", {}).items():
+            CHECK_STATUS.labels(instrument, str(module), check).set(int(status))
+        for (gauge, labelvalues), value in values.items():
+            gauge.labels(*labelvalues).set(value)
+        current = series | set(values)
+        for gauge, labelvalues in _PUBLISHED.get((instrument, check), set()) - current:
+            gauge.remove(*labelvalues)
+        _PUBLISHED[(instrument, check)] = current
     CHECK_LAST_RUN.labels(instrument, check).set(time.time() if timestamp is None else timestamp)
 
 

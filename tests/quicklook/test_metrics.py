@@ -82,3 +82,42 @@ def test_no_label_takes_unbounded_values():
 def test_listen_address_errors_say_the_format(listen):
     with pytest.raises(ValueError, match="host:port"):
         metrics.parse_listen(listen)
+
+
+def test_a_series_a_check_no_longer_reports_is_removed():
+    def report(parameters):
+        gauges = [
+            {"metric": "housekeeping_value", "labels": {"parameter": p}, "value": 1.0}
+            for p in parameters
+        ]
+        return {"instrument": "TEST", "check": "hk_test", "modules": {"all": 0}, "gauges": gauges}
+
+    value = metrics.REGISTRY.get_sample_value
+    metrics.publish_check(report(["A", "B"]))
+    assert value("nrt_housekeeping_value", {"instrument": "TEST", "parameter": "B"}) == 1.0
+    metrics.publish_check(report(["A"]))
+    assert value("nrt_housekeeping_value", {"instrument": "TEST", "parameter": "A"}) == 1.0
+    assert value("nrt_housekeeping_value", {"instrument": "TEST", "parameter": "B"}) is None
+    with pytest.raises(ValueError):  # a bad report changes nothing
+        metrics.publish_check(report(["C"]) | {"modules": {"all": 9}})
+    assert value("nrt_housekeeping_value", {"instrument": "TEST", "parameter": "C"}) is None
+    assert value("nrt_housekeeping_value", {"instrument": "TEST", "parameter": "A"}) == 1.0
+
+
+def test_pointing_graph_hook_names_missing_telemetry(clean_roots):
+    from types import SimpleNamespace
+
+    import nrt
+    from detectors.quicklook.graph import QuickLook
+    from nrt.plugins import hook
+
+    builder = hook("pointing_graph")
+    ready = SimpleNamespace(pointing="000100010010", reason="covered", roots=dict(clean_roots))
+    elements = builder(ready, SimpleNamespace(checks={"pixels": {"hot_factor": 50.0}}))
+    assert isinstance(elements[0], QuickLook) and len(elements) == 7
+    assert (
+        next(e for e in elements if type(e).__name__ == "PixelCheck").limits["hot_factor"] == 50.0
+    )
+    del ready.roots["acs"]
+    with pytest.raises(nrt.AnalysisException, match="no acs telemetry"):
+        builder(ready, SimpleNamespace(checks={}))
