@@ -188,10 +188,10 @@ def reprocess(
     names = [n.strip() for n in elements.split(",") if n.strip()] if elements else None
     targets = select(targets, names)
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from nrt.cache import Cache
-    from nrt.executors.dask import CacheSpec, DaskExecutor
+    from nrt.executors.dask import CacheSpec, DaskExecutor, local_cluster
 
     cache = Cache.open(cache_dir, state_dir)
     spec = CacheSpec.of(cache)
@@ -207,9 +207,7 @@ def reprocess(
     progress = Progress(as_json)
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-        )
+        cluster = local_cluster(workers)
     try:
         with Client(scheduler or cluster) as client:
             if scheduler and workers:

@@ -55,6 +55,31 @@ class RemoteElementError(RuntimeError):
         return (type(self), (str(self), self.element, self.signature))
 
 
+def local_cluster(n_workers: int | None = None, **kwargs: Any) -> Any:
+    """A ``distributed.LocalCluster`` of single-threaded worker processes, tuned for numpy.
+
+    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` in their workers, which
+    makes glibc map and unmap every array above 128 KiB afresh: on this graph's
+    FFTs it cost three times the CPU of the same code in a plain process. nrt's
+    elements allocate exactly such temporaries, so the local cluster leaves
+    glibc's default. (On a remote cluster, set
+    ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_: null`` in the
+    workers' Dask configuration for the same effect.)
+    """
+    import dask
+    from distributed import LocalCluster
+
+    options = {
+        "n_workers": n_workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": ":0",
+        **kwargs,
+    }
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(**options)
+
+
 # ---------------------------------------------------------------- worker side
 
 

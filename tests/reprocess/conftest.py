@@ -30,15 +30,9 @@ def side_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Pa
 
 @pytest.fixture(scope="package")
 def cluster(side_dirs: dict[str, Path]):
-    from distributed import LocalCluster
+    from nrt.executors.dask import local_cluster
 
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",
-        silence_logs=40,
-    ) as cluster:
+    with local_cluster(2, silence_logs=40) as cluster:
         yield cluster
 
 
