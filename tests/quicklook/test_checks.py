@@ -138,3 +138,16 @@ def test_limits_overrides_merge_and_are_validated():
         limits_for("housekeeping", {"parameters": {"T_DET": {"alarm": ["cold", 0]}}})
     with pytest.raises(LimitsError, match=r"checks.pixels.hot_factor = 'x': must be a float"):
         limits_for("pixels", {"hot_factor": "x"})
+
+
+def test_config_validation_hook_checks_every_table():
+    from nrt.plugins import hook
+
+    validate = hook("check_limits")
+    validate({"pixels": {"hot_factor": 100.0}, "shield_rate": {"expected_rate": 8.0e4}})
+    with pytest.raises(ValueError, match=r"checks.shield_rate: must be a table"):
+        validate({"shield_rate": 5})
+    with pytest.raises(
+        ValueError, match=r"checks.pixel: unknown check; checks are calibration_lines"
+    ):
+        validate({"pixel": {}})
