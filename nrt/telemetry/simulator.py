@@ -4,8 +4,8 @@ What is written (DESIGN.md section 5), as chunks of ``chunk_seconds`` (5 s) rena
 ``out_dir`` in time order, each released when its interval has ended (``pace``: None = all
 at once, 1 = real time, X = X times faster):
 
-* ``pointing``: one record per pointing or slew, written at its start, with its planned
-  TSTART/TSTOP (= actual) and attitude. Pointings last 30-60 min, dithered (2.17 deg,
+* ``pointing``: two records per pointing or slew, both with its attitude: one at its
+  start, still open (``TSTOP = TSTART``), and one closing it after its last data chunk. Pointings last 30-60 min, dithered (2.17 deg,
   5x5) around targets that change every few hours; slews of 2-4 min between them are their
   own pointing ids (type digit 1). Ids are ``RRRRPPPPSSSF`` (revolution, pointing number,
   sub-pointing 001 or 002 for the slew, type).
@@ -210,6 +210,18 @@ def plan_pointings(seed: int, start: float, stop: float, orbit: sm.Orbit) -> lis
         if t >= entry:
             t = start + math.ceil(orbit.belt_exit_after(entry + 1) - start)
     return out
+
+
+def _record(pointing: Pointing, closed: bool) -> dict[str, list]:
+    """A ``pointing`` table row; an open one has TSTOP = TSTART (DESIGN: "record closed")."""
+    return {
+        "POINTING": [pointing.id],
+        "TSTART": [pointing.tstart],
+        "TSTOP": [pointing.tstop if closed else pointing.tstart],
+        "RA": [pointing.ra],
+        "DEC": [pointing.dec],
+        "ROLL": [pointing.roll],
+    }
 
 
 def pointing_at(pointings: Sequence[Pointing], t: float) -> Pointing | None:
@@ -523,20 +535,8 @@ class Simulation:
     def chunks(self) -> Iterator[tuple[str, Pointing, float, float, dict[str, np.ndarray]]]:
         """(kind, pointing, tstart, tstop, columns) in delivery order."""
         for pointing in self.pointings:
-            yield (
-                "pointing",
-                pointing,
-                pointing.tstart,
-                pointing.tstop,
-                {
-                    "POINTING": [pointing.id],
-                    "TSTART": [pointing.tstart],
-                    "TSTOP": [pointing.tstop],
-                    "RA": [pointing.ra],
-                    "DEC": [pointing.dec],
-                    "ROLL": [pointing.roll],
-                },
-            )
+            # "in progress" at the start (TSTOP = TSTART, with the attitude), closed at the end
+            yield "pointing", pointing, pointing.tstart, pointing.tstart, _record(pointing, False)
             c0 = pointing.tstart
             while c0 < pointing.tstop - 1e-6:
                 c1 = min(c0 + self.chunk_seconds, pointing.tstop)
@@ -545,6 +545,7 @@ class Simulation:
                 yield "isgri", pointing, c0, c1, events
                 yield "hk", pointing, c0, c1, hk
                 c0 = c1
+            yield "pointing", pointing, pointing.tstart, pointing.tstop, _record(pointing, True)
 
     def _acs(self, c0: float, c1: float) -> dict[str, np.ndarray]:
         first = round((c0 - self.start) / sm.ACS_BIN_S)
@@ -675,7 +676,7 @@ def simulate(
     files: dict[str, int] = defaultdict(int)
     wall0 = clock()
     for kind, pointing, c0, c1, columns in sim.chunks():
-        release = c0 if kind == "pointing" else c1
+        release = c1  # a chunk leaves when its interval has ended
         if pace is not None:
             delay = wall0 + (release - sim.start) / pace - clock()
             if delay > 0:

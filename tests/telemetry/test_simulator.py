@@ -63,11 +63,12 @@ def test_paced_delivery_same_bytes_and_in_time_order(tmp_path: Path) -> None:
     assert _digest(tmp_path / "fast") == _digest(tmp_path / "paced")
     assert now[0] == pytest.approx(0.02 * 3600 / 10.0)  # ten times faster than real time
     sim = Simulation(0.02, 5)
-    for kind, _pointing, c0, c1, _ in sim.chunks():
-        releases.append((c0 if kind == "pointing" else c1, kind))
+    for kind, _pointing, _c0, c1, _ in sim.chunks():
+        releases.append((c1, kind))
     times = [t for t, _ in releases]
-    assert times == sorted(times) and releases[0][1] == "pointing"
-    assert truth["files"] == {"pointing": 1, "acs": 15, "isgri": 15, "hk": 15}
+    assert times == sorted(times)
+    assert releases[0][1] == releases[-1][1] == "pointing"  # opened first, closed last
+    assert truth["files"] == {"pointing": 2, "acs": 15, "isgri": 15, "hk": 15}
 
 
 def test_every_file_is_a_valid_chunk(tmp_path: Path) -> None:
@@ -81,6 +82,14 @@ def test_every_file_is_a_valid_chunk(tmp_path: Path) -> None:
         chunk = read_chunk(path)  # validates everything
         assert chunk.kind == kind and chunk.pointing == pointing in pointing_ids
         assert chunk.tstop - chunk.tstart <= (5.0 if kind != "pointing" else 3600)
+    records = [read_chunk(p) for p in sorted(tmp_path.glob("pointing_*.fits"))]
+    for plan in truth["pointings"]:
+        mine = [r.columns for r in records if r.pointing == plan["id"]]
+        assert [float(r["TSTOP"][0]) for r in mine] == [
+            plan["tstart"],
+            plan["tstop"],
+        ]  # open, closed
+        assert all(float(r["RA"][0]) == plan["ra"] for r in mine)
     acs = _chunks(tmp_path, "acs")
     time = np.concatenate([c.columns["TIME"] for c in acs])
     np.testing.assert_allclose(np.diff(time), 0.05, atol=1e-6)  # contiguous 50-ms bins
