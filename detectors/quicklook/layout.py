@@ -39,5 +39,5 @@ def module_map() -> np.ndarray:
 
 
 def band_label(band: tuple[float, float]) -> str:
-    """``15-40`` for (15, 40): used in column names and metric labels."""
-    return f"{band[0]:g}-{band[1]:g}"
+    """``15_40`` for (15, 40): FITS column names allow letters, digits and ``_`` only."""
+    return f"{band[0]:g}_{band[1]:g}".replace(".", "p")

@@ -77,11 +77,12 @@ class Spectrum(nrt.Element):
 class LightCurves(nrt.Element):
     """Count rates in the standard bands, in fixed bins over the pointing."""
 
-    version = "1"
+    version = "2"
     cached = True
     input_events = CalibratedEvents
     input_info = PointingInfo
     bands = STANDARD_BANDS
+    hash_includes = (band_label,)
     bin_seconds = 10.0
 
     def main(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -12,6 +14,7 @@ from detectors.quicklook.calibration import EnergyCalibration
 from nrt.cache import Cache
 from nrt.telemetry import codedmask
 from tests.quicklook.conftest import ATTITUDE, SOURCE, ran_since, runs
+from tests.support.services import require_binary
 
 ALL = {
     "TelemetryFiles": 4,
@@ -130,6 +133,15 @@ def test_products_written_from_a_warm_cache_are_the_same(clean_roots, tmp_path):
                     assert np.array_equal(ha.data, hb.data)
                 else:
                     assert ha.data.tobytes() == hb.data.tobytes()
+
+
+def test_products_pass_fitsverify(clean_roots, tmp_path):
+    """HEASARC's fitsverify: the FITS standard and its conventions, no errors, no warnings."""
+    fitsverify = require_binary("fitsverify")
+    run_quicklook(build(clean_roots), fresh_cache(tmp_path), outdir=tmp_path / "out")
+    for path in sorted((tmp_path / "out").iterdir()):
+        done = subprocess.run([fitsverify, str(path)], capture_output=True, text=True, timeout=60)
+        assert "0 warning(s) and 0 error(s)" in done.stdout, done.stdout
 
 
 def test_sky_wcs_matches_the_attitude_frame_everywhere():
