@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "alerts": "nrt.alerts.commands:alerts",
     "simulate": "nrt.telemetry.commands:simulate",
     "reprocess": "nrt.reprocess:reprocess",
+    "quicklook": "detectors.quicklook.commands:quicklook",
 }
 
 

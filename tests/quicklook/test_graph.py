@@ -179,3 +179,25 @@ def test_missing_kind_is_a_clear_error(clean_roots):
         build(roots)
     with pytest.raises(ValueError, match=r"checks.no_such_check: unknown check"):
         build(clean_roots, limits={"no_such_check": {}})
+
+
+def test_nrt_quicklook_command(clean_pointing, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from nrt.cli import main
+
+    pid, files = clean_pointing
+    directory = files[0].parent
+    result = CliRunner().invoke(
+        main, ["quicklook", str(directory), "--out", str(tmp_path), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    line = json.loads(result.output.strip().splitlines()[-1])
+    assert line["pointing"] == pid and line["status"] == 0 and line["sources"]
+    assert len(list((tmp_path / pid).glob("*.fits"))) == 5
+    text = CliRunner().invoke(main, ["quicklook", str(directory)])
+    assert text.exit_code == 0 and "all checks ok" in text.output
+    missing = CliRunner().invoke(main, ["quicklook", str(directory), "--pointing", "999999999999"])
+    assert missing.exit_code == 1 and "no files for pointing(s) 999999999999" in missing.output
