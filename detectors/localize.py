@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from detectors import ghosts
 from nrt.telemetry import codedmask as cm
 
 #: 90% containment radius model, arcmin: sqrt((ERR_A / S)^2 + ERR_B^2) (see calibrate()).
@@ -42,6 +43,9 @@ class Localization:
     z: float
     counts: float
     containment: float = CONTAINMENT
+    #: Two positions one mask period apart explain the data equally (see detectors.ghosts):
+    #: no position should be announced.
+    ambiguous: bool = False
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -88,7 +92,15 @@ def localize_shadowgrams(
 ) -> Localization:
     """Localize from detector images: burst interval, background interval and its scale."""
     si, sj, s, flux = peak(net_sky(burst, background, scale))
-    y, z = cm.sky_pixel_to_angles(si, sj)
+    # The decoded peak may be a ghost of a partially coded source one mask period away.
+    net = np.asarray(burst, float) - (
+        0.0 if background is None else scale * np.asarray(background, float)
+    )
+    variance = np.asarray(burst, float) + (
+        0.0 if background is None else scale**2 * np.asarray(background, float)
+    )
+    alias = ghosts.resolve(net, variance, si, sj)
+    y, z = alias.y, alias.z
     ra, dec = cm.instrument_to_radec(float(y), float(z), attitude)
     return Localization(
         ra=float(ra),
@@ -98,6 +110,7 @@ def localize_shadowgrams(
         y=float(y),
         z=float(z),
         counts=flux * cm.open_fraction() * cm.DETECTOR_PIXELS**2,
+        ambiguous=alias.ambiguous,
     )
 
 

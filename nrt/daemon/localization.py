@@ -141,6 +141,13 @@ class LocalizationStage:
         except (ValueError, ArithmeticError) as exc:
             log.info("alert %s not localized: %s", req.record.alert.id, exc)
             return
+        if found is not None and getattr(found, "ambiguous", False):
+            log.warning(
+                "alert %s: the imager position is ambiguous (two positions a mask period "
+                "apart fit equally); no position sent",
+                req.record.alert.id,
+            )
+            return
         if found is None or found.significance < self.min_significance:
             log.info(
                 "alert %s: imager significance %.1f below %.1f, no position",
