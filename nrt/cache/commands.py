@@ -132,12 +132,13 @@ def show(c: Cache, signature: str, as_json: bool) -> None:
     if components:
         lines += [f"input      {k} -> {v[:16]}" for k, v in components["inputs"].items()]
     for t in tiers:
-        measured = (
-            f"latency {t['latency_s'] * 1e3:.2f} ms, {_human(t['bandwidth_bps'])}/s, "
-            f"{t['samples']} transfers"
-            if t.get("samples") is not None
-            else "fixed estimate"
-        )
+        if t.get("samples") is None:
+            measured = "fixed estimate"
+        else:
+            measured = (
+                f"latency {t['latency_s'] * 1e3:.2f} ms, {_human(t['bandwidth_bps'])}/s, "
+                + (f"{t['samples']} transfers" if t["samples"] else "prior, not yet measured")
+            )
         lines.append(
             f"tier       {t['tier']:<8} {'has it' if t['has'] else 'absent':<7} "
             f"fetch ~{t['fetch_seconds'] * 1e3:.2f} ms  ({measured}"

@@ -360,17 +360,40 @@ class DaskExecutor:
             )
         report.submitted = len(futures)
         by_key = {f.key: s for s, f in futures.items()}
-        for future in as_completed(list(futures.values())):
+        pending: list[tuple[dict[str, Any], list[str]]] = []
+        flushed = time.monotonic()
+        # Results are gathered as tasks finish, concurrently (one blocking fetch per
+        # result would make the client the bottleneck of a large run).
+        completed = as_completed(list(futures.values()), with_results=True, raise_errors=False)
+        for future, result in completed:
             signature = by_key[future.key]
             futures.pop(signature)  # the scheduler keeps it while dependents need it
-            event = self._collect(future, signature, found, cache, report)
+            event = self._collect(future, result, signature, found, report, pending)
+            if len(pending) >= 200 or time.monotonic() - flushed > 1.0:
+                self._record(cache, pending)
+                flushed = time.monotonic()
             if progress is not None:
                 progress(event, report)
+        self._record(cache, pending)
         report.seconds = time.perf_counter() - started
         return report
 
+    @staticmethod
+    def _record(cache: Cache, pending: list[tuple[dict[str, Any], list[str]]]) -> None:
+        """Index what workers stored, in batches (one SQLite write per result was the
+        client's bottleneck)."""
+        if cache.index is not None and pending:
+            cache.index.record_many(pending)
+        pending.clear()
+
     def _collect(
-        self, future: Any, signature: str, found: Plan, cache: Cache, report: Report
+        self,
+        future: Any,
+        result: Any,
+        signature: str,
+        found: Plan,
+        report: Report,
+        pending: list[tuple[dict[str, Any], list[str]]],
     ) -> dict[str, Any]:
         element = found.elements[signature]
         base = {
@@ -378,9 +401,8 @@ class DaskExecutor:
             "signature": signature,
             "pointing": element.pointing,
         }
-        try:
-            result = future.result()
-        except Exception as exc:
+        if future.status == "error" or isinstance(result, BaseException):
+            exc = result if isinstance(result, BaseException) else future.exception()
             origin = getattr(exc, "signature", "") or signature
             message = str(exc) if origin == signature else f"upstream failed: {exc}"
             report.errors[signature] = message
@@ -390,9 +412,8 @@ class DaskExecutor:
             report.failed += 1
         else:
             report.ok += 1
-        if cache.index is not None and result.get("manifest"):
-            for tier in result["tiers"]:
-                cache.index.record(result["manifest"], tier)
+        if result.get("manifest"):
+            pending.append((result["manifest"], result["tiers"]))
         return {
             **base,
             "status": result["status"],

@@ -146,6 +146,35 @@ class Slow(da.Element):
         log_run(self, "end")
 
 
+class Broken(da.Element):
+    """A bug: raises an unexpected exception (never cached)."""
+
+    cached = True
+    input_events = Events
+
+    def main(self) -> None:
+        raise ValueError(f"bad channel in {self.input_events.pointing}")
+
+
+class Empty(da.Element):
+    """An expected failure: too few counts (cached as a negative result)."""
+
+    cached = True
+    input_events = Events
+
+    def main(self) -> None:
+        raise da.AnalysisException("too few counts")
+
+
+class UsesBoth(da.Element):
+    cached = True
+    input_broken = Broken
+    input_empty = Empty
+
+    def main(self) -> None:
+        self.never = True
+
+
 def build(pointing: str, iterations: int = 0, slow: bool = False) -> list[da.Element]:
     """The graph of one pointing; `iterations` scales the CPU work of each element."""
     events = Events(pointing=pointing, iterations=iterations)
@@ -177,3 +206,8 @@ def pointings_between(start: dt.datetime, stop: dt.datetime) -> list[str]:
             found.append(f"{n // 12:04d}{n % 12:04d}0010")
         t += quarter
     return found
+
+
+def broken_graph(pointing: str) -> list[da.Element]:
+    """A builder whose graph has a bug (for the command's exit status)."""
+    return [Broken(input_events=Events(pointing=pointing))]

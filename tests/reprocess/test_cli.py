@@ -75,3 +75,14 @@ def test_worker_scratch_cache_needs_irods_as_the_shared_store(tmp_path):
         "--pointings", "A", "--graph", GRAPH, "--worker-cache-dir", str(tmp_path / "scratch")
     )
     assert result.exit_code == 2 and "NRT_IRODS_COLLECTION" in result.output
+
+
+def test_element_errors_give_exit_status_1(cluster):
+    result, lines = invoke(
+        "--pointings", "090000010010", "--graph", "tests.reprocess.graph:broken_graph",
+        "--scheduler", cluster.scheduler_address,
+    )  # fmt: skip
+    assert result.exit_code == 1
+    errors = [x for x in lines if x.get("status") == "error"]
+    assert len(errors) == 1 and "bad channel in 090000010010" in errors[0]["error"]
+    assert lines[-1]["errors"] == 1 and lines[-1]["ok"] == 1  # Events was fine

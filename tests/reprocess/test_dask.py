@@ -133,3 +133,22 @@ def test_a_worker_killed_mid_task_is_retried_elsewhere(client, side_dirs, tmp_pa
         "dangling": 0,
         "staging_cleaned": 0,
     }
+
+
+def test_errors_and_expected_failures_are_reported_not_fatal(client, tmp_path):
+    from tests.reprocess.graph import Broken, Empty, UsesBoth
+
+    cache = open_cache(tmp_path, "c")
+    events = build("080000010010")[0].input_lightcurve.input_events
+    broken, empty = Broken(input_events=events), Empty(input_events=events)
+    fine = build("080000020010")[0]
+    targets = [UsesBoth(input_broken=broken, input_empty=empty), empty, fine]
+    report = DaskExecutor(client).reprocess(targets, cache)
+    assert "ValueError: bad channel in 080000010010" in report.errors[broken.signature]
+    assert report.errors[targets[0].signature].startswith("upstream failed")
+    assert report.results[empty.signature]["status"] == "failed"
+    assert report.results[empty.signature]["error"] == "too few counts"
+    assert cache.local.read_manifest(empty.signature)["status"] == "failed", "negative result kept"
+    assert not cache.local.has(broken.signature), "an unexpected error is not cached"
+    assert cache.local.has(fine.signature), "other pointings went on"
+    assert report.failed == 1 and len(report.errors) == 2
