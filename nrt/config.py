@@ -110,6 +110,10 @@ class QuicklookConfig:
     concurrency: int = _f(
         2, "pointings processed at once (numpy/scipy run off the event loop)", min=1, max=64
     )
+    products: str = _f(
+        "",
+        "FITS products go to <products>/<pointing>/; default: <state dir>/products; 'off': none",
+    )
 
 
 @dataclass(frozen=True)
@@ -285,6 +289,21 @@ def _section(cls: type, table: Any, name: str, problems: list[str]) -> Any:
     return cls(**values)
 
 
+def _check_limits(table: dict[str, Any]) -> list[str]:
+    """Problems the installed health checks find in their ``[checks.<name>]`` limits."""
+    from nrt.plugins import MissingHook, hook
+
+    try:
+        validate = hook("check_limits")
+    except MissingHook:
+        return []  # no checks installed: nothing to say about their limits
+    try:
+        validate(table)
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
 def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     """Build a Config from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -307,6 +326,7 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
                     "[checks] must hold one table per check, e.g. [checks.calibration_lines]"
                 )
             else:
+                problems += _check_limits(table)
                 built[name] = table
             continue
         built[name] = _section(f.default_factory, table, name, problems)

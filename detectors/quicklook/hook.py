@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nrt
-from detectors.quicklook.graph import REQUIRED_KINDS, build
+from detectors.quicklook.graph import REQUIRED_KINDS, Graph, build
 
 
-def pointing_graph(ready: Any, config: Any) -> list[nrt.Element]:
-    """The quick-look target, then every check (restored from cache after the target ran).
+@dataclass
+class PointingWork:
+    """What the daemon runs for one pointing, and how its FITS products are written."""
+
+    graph: Graph
+
+    @property
+    def elements(self) -> list[nrt.Element]:
+        """The quick-look target, every check, and every product (all cached elements)."""
+        return [self.graph.target, *self.graph.checks, *self.graph.products]
+
+    def write(self, outdir: Path) -> dict[str, Path]:
+        """FITS products of the pointing (call after the elements ran)."""
+        from detectors.quicklook.fitsout import write_products
+
+        return write_products(self.graph, Path(outdir))
+
+
+def pointing_graph(ready: Any, config: Any) -> PointingWork:
+    """The quick-look graph of a ready pointing.
 
     ``ready`` is a ``PointingReady``; check limits come from the ``[checks]`` tables of the
     configuration (``config.checks``: check name -> overrides). The drift reference is the
@@ -22,5 +42,4 @@ def pointing_graph(ready: Any, config: Any) -> list[nrt.Element]:
             f"pointing {ready.pointing}: no {', '.join(missing)} telemetry ({ready.reason}); "
             "quick-look needs isgri, acs, hk and the pointing record"
         )
-    graph = build(ready.roots, limits=getattr(config, "checks", None) or None)
-    return [graph.target, *graph.checks]
+    return PointingWork(build(ready.roots, limits=getattr(config, "checks", None) or None))

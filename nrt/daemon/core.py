@@ -52,6 +52,7 @@ class Layout:
     cache: Path
     inbox: Path
     quarantine: Path
+    products: Path | None
 
     @classmethod
     def of(cls, config: configuration.Config) -> Layout:
@@ -61,7 +62,10 @@ class Layout:
         quarantine = (
             Path(config.paths.quarantine) if config.paths.quarantine else state / "quarantine"
         )
-        return cls(state, cache, inbox, quarantine)
+        products = None
+        if config.quicklook.products != "off":
+            products = Path(config.quicklook.products or state / "products")
+        return cls(state, cache, inbox, quarantine, products)
 
 
 @dataclass
@@ -200,7 +204,9 @@ class Daemon:
         self.stream = StreamStage(
             self.config.trigger, self.config.alerts.tense, publisher.submit, self._on_trigger
         )
-        self.pointings = PointingStage(self.config, cache, publisher.publish_health)
+        self.pointings = PointingStage(
+            self.config, cache, publisher.publish_health, products=self.layout.products
+        )
         self.localization = LocalizationStage(publisher.submit)
         sources = self._sources(queue, ingest, quarantine)
 

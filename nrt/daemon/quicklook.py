@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nrt import metrics
@@ -34,6 +35,7 @@ class PointingResult:
     seconds: float
     reports: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    products: dict[str, Any] = field(default_factory=dict)
 
 
 class PointingStage:
@@ -44,8 +46,10 @@ class PointingStage:
         config: Any,
         cache: Cache,
         publish_health: Callable[[str, dict], Awaitable[None]] | None = None,
+        products: Path | None = None,
     ) -> None:
         self.config = config
+        self.products = products
         self.cache = cache
         self.publish_health = publish_health
         self.executor = LocalExecutor(max_workers=2)
@@ -92,7 +96,11 @@ class PointingStage:
             await self._publish(result)
 
     def _compute(self, ready: Any) -> PointingResult:
-        elements = self.builder(ready, self.config)
+        try:
+            work = self.builder(ready, self.config)
+        except AnalysisException as exc:  # e.g. a pointing without imager data
+            return PointingResult(ready.pointing, "expected_failure", 0.0, message=str(exc))
+        elements = list(getattr(work, "elements", work))
         reports: list[dict[str, Any]] = []
         failures = []
         for element in elements:
@@ -110,7 +118,10 @@ class PointingStage:
             except (KeyError, ValueError) as exc:
                 log.error("health report of %s not exported: %s", report.get("check"), exc)
         outcome = "expected_failure" if failures else "ok"
-        return PointingResult(ready.pointing, outcome, 0.0, reports, "; ".join(failures))
+        result = PointingResult(ready.pointing, outcome, 0.0, reports, "; ".join(failures))
+        if not failures and self.products is not None and hasattr(work, "write"):
+            result.products = work.write(self.products / ready.pointing)
+        return result
 
     async def _publish(self, result: PointingResult) -> None:
         by_instrument: dict[str, dict[str, Any]] = {}

@@ -108,3 +108,13 @@ def test_reload_changes_separates_reloadable_keys():
     )
     applied, restart = config.reload_changes(old, new)
     assert applied == ["trigger.far_per_day"] and restart == ["mqtt.url"]
+
+
+def test_check_limits_are_validated_by_the_installed_checks(tmp_path):
+    path = tmp_path / "nrt.toml"
+    path.write_text("[checks.pixels]\nhot_factr = 3.0\n[checks.nonsense]\nx = 1\n")
+    result = CliRunner().invoke(main, ["config", "check", str(path)])
+    assert result.exit_code == 1
+    assert "checks.pixels.hot_factr: unknown key; pixels takes" in result.output
+    path.write_text("[checks.pixels]\nhot_factor = 50.0\n")
+    assert CliRunner().invoke(main, ["config", "check", str(path)]).exit_code == 0

@@ -79,6 +79,14 @@ def test_daemon_end_to_end(tmp_path, telemetry, mosquitto):
             )
             assert offset < max(3 * u["ra_dec_error"], 0.25), (offset, u["ra_dec_error"])
         assert {h["pointing"] for h in health} == {p["id"] for p in truth["pointings"]}
+        from astropy.io import fits
+
+        for pointing in truth["pointings"]:  # FITS products per pointing, readable by astropy
+            written = sorted((tmp_path / "state" / "products" / pointing["id"]).glob("*.fits"))
+            assert len(written) >= 4, written
+            for path in written:
+                with fits.open(path) as hdus:
+                    assert hdus[0].header.get("POINTING", pointing["id"]) == pointing["id"]
         assert all(h["checks"] and h["status"] in ("ok", "warning", "alarm") for h in health)
 
         n_acs = len(list(inbox.glob("acs_*.fits")))

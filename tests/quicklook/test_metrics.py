@@ -113,8 +113,9 @@ def test_pointing_graph_hook_names_missing_telemetry(clean_roots):
 
     builder = hook("pointing_graph")
     ready = SimpleNamespace(pointing="000100010010", reason="covered", roots=dict(clean_roots))
-    elements = builder(ready, SimpleNamespace(checks={"pixels": {"hot_factor": 50.0}}))
-    assert isinstance(elements[0], QuickLook) and len(elements) == 7
+    work = builder(ready, SimpleNamespace(checks={"pixels": {"hot_factor": 50.0}}))
+    elements = work.elements
+    assert isinstance(elements[0], QuickLook) and len(elements) == 7 + len(work.graph.products)
     assert (
         next(e for e in elements if type(e).__name__ == "PixelCheck").limits["hot_factor"] == 50.0
     )
