@@ -19,12 +19,15 @@ INSTALL_HINT = {
     "promtool": "apt-get install prometheus",
     "systemd-analyze": "apt-get install systemd",
     "npm": "apt-get install npm",
+    "fitsverify": "apt-get install fitsverify",
 }
 
 
 def require_binary(name: str) -> str:
     """Return the path of `name`, or skip (locally) / fail (CI) with how to install it."""
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None
+    )
     if path:
         return path
     message = f"{name} not found; install it with: {INSTALL_HINT.get(name, name)}"
