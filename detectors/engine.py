@@ -23,6 +23,7 @@ Pipeline per chunk:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,16 +89,24 @@ class Engine:
     """Streaming multi-timescale rate trigger on one binned series.
 
     ``bin_width`` is the nominal bin width (s); ``threshold`` the significance
-    a window must reach. Call :meth:`push` with consecutive chunks and
+    a window must reach, one per timescale of the ladder (or one for all);
+    ``log_far(k, S)`` ranks windows of different timescales (log10 of the
+    false-alarm rate per day), default ``-S``. Call :meth:`push` with consecutive chunks and
     :meth:`flush` at the end; both return finished :class:`GroupReport` s.
     """
 
-    def __init__(self, config: TriggerConfig, bin_width: float, threshold: float):
+    def __init__(
+        self,
+        config: TriggerConfig,
+        bin_width: float,
+        threshold: float | np.ndarray,
+        log_far: Callable[[int, np.ndarray], np.ndarray] | None = None,
+    ):
         if not bin_width > 0:
             raise ValueError(f"bin width must be > 0 s (got {bin_width})")
         self.cfg = config
         self.width = float(bin_width)
-        self.threshold = float(threshold)
+        self.log_far = log_far or (lambda k, sig: -sig)
         b = lambda s: config.bins(s, bin_width)  # noqa: E731
         self.gap, self.bkg, self.var = (
             b(config.gap),
@@ -109,6 +118,7 @@ class Engine:
         self.post = b(config.post_window)
         self.ladder = config.ladder(bin_width)
         self.kmax = int(self.ladder[-1])
+        self.thresholds = np.broadcast_to(np.asarray(threshold, dtype=float), self.ladder.shape)
         self.clip = config.residual_clip
         self.clip_bias = _CLIP_BIAS.get(self.clip) or _clip_bias(self.clip)
         self.min_bkg_exposure = config.min_background_fraction * self.bkg * self.width
@@ -313,7 +323,7 @@ class Engine:
             return
         rate_all = self._window_rate("cum_clean", a0, end - a0)
         cands: list[np.ndarray] = []
-        for sc in self.scales:
+        for sc, thr in zip(self.scales, self.thresholds, strict=True):
             last = (end - sc.k - ahead) // sc.step
             nw = last + 1 - sc.next_window
             if nw <= 0:
@@ -339,21 +349,25 @@ class Engine:
                 self.fano_clean.append(fano=fano)
             else:
                 f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
-                fano = np.where(cnt * sc.step >= 10 * sc.k, np.maximum(fano, f1), f1)
+                # white noise gives F_1 (1 + k/L) (the background estimate's own scatter);
+                # measured F_k is used only above that floor, so its noise never lowers F
+                floor = f1 * (1.0 + sc.k / self.bkg)
+                fano = np.where(cnt * sc.step >= 10 * sc.k, np.maximum(fano, floor), floor)
             with np.errstate(divide="ignore", invalid="ignore"):
                 pre = (n - mu) / np.sqrt(fano * mu)
-            hit = np.flatnonzero(ok & (pre >= self.threshold))
+            hit = np.flatnonzero(ok & (pre >= thr))
             if hit.size:
                 sig = poisson_significance(n[hit], mu[hit], fano[hit])
-                keep = sig >= self.threshold
+                keep = sig >= thr
                 h = hit[keep]
                 if h.size:
                     s = s0 + h * sc.step
                     k = np.full(h.size, sc.k)
-                    cols = (s, k, sig[keep], n[h], mu[h], rate[h], e[h], fano[h])
+                    score = self.log_far(sc.k, sig[keep])
+                    cols = (s, k, sig[keep], n[h], mu[h], rate[h], e[h], fano[h], score)
                     cands.append(np.column_stack(cols))
             self._trim_scale(sc)
-        rows = np.concatenate(cands) if cands else np.empty((0, 8))
+        rows = np.concatenate(cands) if cands else np.empty((0, 9))
         if rows.size:
             order = np.lexsort((rows[:, 0], rows[:, 0] + rows[:, 1]))
             rows = rows[order]

@@ -40,6 +40,7 @@ class Candidate:
     rate: float
     exposure: float
     fano: float
+    score: float  # log10 false-alarm rate per day of this window: lower is better
 
     @property
     def end(self) -> int:
@@ -149,7 +150,7 @@ class Grouper:
 
 def _merge(a: _Group, b: _Group) -> _Group:
     first = min((a.first, b.first), key=lambda c: (c.end, c.start))
-    best = max((a.best, b.best), key=lambda c: (c.significance, -c.start))
+    best = min((a.best, b.best), key=lambda c: (c.score, -c.significance, c.start))
     return _Group(min(a.start, b.start), max(a.end, b.end), first, best, a.n + b.n)
 
 

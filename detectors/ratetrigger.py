@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from detectors.calibration import far_per_day, threshold
+from detectors.calibration import log10_far, thresholds
 from detectors.config import TriggerConfig
 from detectors.engine import Engine
 from detectors.grouping import GroupReport
@@ -40,10 +40,12 @@ class RateTrigger:
         self.band = band
         self.pointing = pointing
         self.bin_width = float(bin_width)
-        self.threshold = (
-            threshold(self.config, self.bin_width) if threshold_sigma is None else threshold_sigma
+        self.thresholds = (
+            thresholds(self.config, self.bin_width) if threshold_sigma is None else threshold_sigma
         )
-        self.engine = Engine(self.config, self.bin_width, self.threshold)
+        self.engine = Engine(
+            self.config, self.bin_width, self.thresholds, log10_far(self.config, self.bin_width)
+        )
         self.time_to_utc = time_to_utc
 
     def push(self, time, width, counts, exposure=None, valid=None) -> list[Trigger]:
@@ -63,7 +65,7 @@ class RateTrigger:
             time_met=t_fire,
             timescale=float(r.best.k * self.bin_width),
             significance=round(float(r.best.significance), 3),
-            far_per_day=far_per_day(self.config, self.bin_width, r.best.significance),
+            far_per_day=float(10.0**r.best.score),
             counts=float(r.best.counts),
             background=float(r.best.background),
             band=self.band,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.calibration import far_per_day
+from detectors.calibration import log10_far
 from detectors.config import TriggerConfig
 from detectors.ratetrigger import DEFAULT_BANDS, detect_events
 
@@ -24,7 +24,8 @@ def test_soft_burst_found_in_its_band_with_the_shared_far_budget():
     assert trig.band == (15.0, 50.0)
     assert 400.0 <= trig.time_met <= 402.0
     # the reported FAR counts every band: bands x one band's trials x tail probability
-    one_band = far_per_day(TriggerConfig(), 0.05, trig.significance)
+    k = round(trig.timescale / 0.05)
+    one_band = 10 ** log10_far(TriggerConfig(), 0.05)(k, trig.significance)
     assert np.isclose(trig.far_per_day, len(DEFAULT_BANDS) * one_band, rtol=0.02)
     quiet = detect_events(t[t < 350], e[t < 350], bin_width=0.05, instrument="ISGRI")
     assert quiet == []

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from detectors.calibration import far_per_day, threshold
+from detectors.calibration import log10_far, thresholds
 from detectors.config import TriggerConfig
 from detectors.ratetrigger import detect
 from detectors.significance import gaussian_upper_bound, poisson_significance, sigma_to_p
@@ -36,12 +36,16 @@ def test_excess_variance_scales_the_significance():
     assert poisson_significance(900.0, 1000.0) < 0
 
 
-def test_threshold_and_far_are_inverse():
+def test_thresholds_share_one_far_and_are_lower_for_long_timescales():
     cfg = TriggerConfig()
-    s = threshold(cfg, 0.05, 1.0)
-    assert 4.8 < s < 5.5
-    assert np.isclose(far_per_day(cfg, 0.05, s), 1.0)
-    assert threshold(cfg, 0.05, 0.01) > s
+    thr = thresholds(cfg, 0.05, 1.0)
+    ks = cfg.ladder(0.05)
+    assert len(thr) == len(ks) == 9  # 50 ms ... 12.8 s
+    assert np.all(np.diff(thr[1:]) < 0)  # fewer trials on longer windows
+    assert 4.0 < thr[-1] < thr[2] < 5.6
+    far = log10_far(cfg, 0.05)
+    assert np.allclose([10 ** far(k, s) for k, s in zip(ks, thr, strict=True)], 1.0)
+    assert np.all(thresholds(cfg, 0.05, 0.01) > thr)
 
 
 def test_far_calibration_holds_on_simulated_background():
