@@ -21,6 +21,7 @@ import numpy as np
 from detectors.config import TriggerConfig
 from detectors.ratetrigger import DEFAULT_BANDS, RateTrigger
 from detectors.trigger import Trigger
+from nrt import metrics
 
 ISGRI_BIN = 0.05  # s
 
@@ -75,6 +76,9 @@ class StreamTriggers:
             time, width, counts = self._series(chunk, band)
             if len(time):
                 found += trigger.push(time, width, counts)
+                metrics.TRIGGER_EVALUATIONS.labels(trigger.instrument).inc(
+                    len(time) * _windows_per_bin(trigger)
+                )
         return [replace(t, pointing=chunk.pointing) for t in _best_per_event(found)]
 
     @staticmethod
@@ -97,6 +101,13 @@ class StreamTriggers:
             t for streams in self._streams.values() for _, trig in streams for t in trig.flush()
         ]
         return _best_per_event(found)
+
+
+def _windows_per_bin(trigger: RateTrigger) -> float:
+    """Test windows per new bin over the timescale ladder (a window of k bins starts every
+    k / phases bins)."""
+    phases = trigger.config.phases
+    return float(sum(min(phases, k) / k for k in trigger.config.ladder(trigger.bin_width)))
 
 
 def _best_per_event(triggers: list[Trigger]) -> list[Trigger]:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nrt import metrics
 from nrt.telemetry.errors import TelemetryError
 from nrt.telemetry.formats import KINDS, parse_chunk_filename, read_chunk
 from nrt.telemetry.ingest import IngestLog
@@ -65,6 +66,7 @@ class ReplaySource:
         for i, path in enumerate(files):
             if stop.is_set():
                 break
+            taken = time.monotonic()
             try:
                 chunk = await asyncio.to_thread(read_chunk, path)
             except TelemetryError as exc:
@@ -79,6 +81,7 @@ class ReplaySource:
             if not self.ingest.has(chunk.sha256):
                 self.ingest.record_chunk(chunk, path, "replay")
             await self.queue.put(chunk)
+            metrics.INGEST_LATENCY.labels("replay").observe(time.monotonic() - taken)
             if self.on_progress:
                 self.on_progress(i + 1, len(files))
         await self.queue.put(END)

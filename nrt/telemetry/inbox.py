@@ -35,6 +35,7 @@ from pathlib import Path
 
 import watchfiles
 
+from nrt import metrics
 from nrt.telemetry.formats import MAX_CHUNK_BYTES, Chunk, TelemetryError, read_chunk
 from nrt.telemetry.ingest import (
     FileIdentity,
@@ -370,6 +371,8 @@ class InboxSource:
             # that takes the chunk from the queue always finds its record. Stopped while
             # waiting on a full queue, the file is neither recorded nor lost.
             self.log.record_chunk(result, path, SOURCE)
+            # The rename that put the file here set its ctime: that is when it appeared.
+            metrics.INGEST_LATENCY.labels(SOURCE).observe(max(0.0, time.time() - st.st_ctime))
             self._remember(path, st, sha)
         finally:
             self.log.release(sha)

@@ -25,12 +25,14 @@ import hashlib
 import logging
 import random
 import ssl
+import time
 from pathlib import Path
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from nrt import metrics
 from nrt.paths import state_dir
 from nrt.telemetry.formats import KINDS, Chunk, TelemetryError, atomic_write
 from nrt.telemetry.inbox import parse_off_loop
@@ -157,6 +159,7 @@ class MqttSource:
 
     async def handle(self, message: aiomqtt.Message) -> None:
         """Parse one message: emit its chunk, skip a duplicate, or quarantine it."""
+        arrived = time.monotonic()
         topic = str(message.topic)
         kind = topic.rsplit("/", 1)[-1]
         data = bytes(message.payload) if message.payload is not None else b""
@@ -198,6 +201,7 @@ class MqttSource:
             chunk = dataclasses.replace(result, name=given or fallback)
             await self.queue.put(chunk)
             self.log.record_chunk(chunk, path, SOURCE)
+            metrics.INGEST_LATENCY.labels(SOURCE).observe(time.monotonic() - arrived)
         finally:  # stopped on a full queue: not acked, so the broker sends it again
             self.log.release(sha)
 
