@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
 
 .PHONY: demo test lint format bench clean $(addprefix bench-,$(BENCHES))
 
@@ -33,8 +34,6 @@ lint: $(STAMP)
 
 # Benchmarks print tables side by side with peer tools; they are not pass/fail.
 # `make bench` runs them all (tens of minutes); `make bench-cache` etc. one each.
-BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
-
 bench: $(addprefix bench-,$(BENCHES))
 
 bench-%: $(VENV)/.installed-bench
