@@ -36,7 +36,7 @@ lint: $(STAMP)
 # `make bench` runs them all (tens of minutes); `make bench-cache` etc. one each.
 bench: $(addprefix bench-,$(BENCHES))
 
-bench-%: $(VENV)/.installed-bench
+$(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-bench
 	$(BIN)/python tests/benchmarks/bench_$*.py
 
 clean:
