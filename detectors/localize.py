@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from detectors import ghosts
+from detectors.trigger import Trigger
 from nrt.telemetry import codedmask as cm
 
 #: 90% containment radius model, arcmin: sqrt((ERR_A / S)^2 + ERR_B^2) (see calibrate()).
@@ -147,6 +148,32 @@ def localize_events(
     src = cm.shadowgram(np.asarray(dety)[ins], np.asarray(detz)[ins])
     bkg = cm.shadowgram(np.asarray(dety)[out], np.asarray(detz)[out])
     return localize_shadowgrams(src, bkg, (b - a) / (d - c), attitude)
+
+
+def localize_trigger(
+    trigger: Trigger,
+    time: np.ndarray,
+    dety: np.ndarray,
+    detz: np.ndarray,
+    attitude: tuple[float, float, float],
+    *,
+    background_factor: float = 10.0,
+    gap: float = 2.0,
+    min_significance: float = 6.0,
+) -> Localization | None:
+    """Localize a rate :class:`~detectors.trigger.Trigger` from the imager's events.
+
+    The burst interval is the trigger's best window, ending when it fired
+    (``[time_met - timescale, time_met]``); the background interval is
+    ``background_factor`` times longer and ends ``gap`` seconds before it. Returns
+    None when the image peak is below ``min_significance`` (too few imager counts:
+    the burst is outside the field of view or too faint for the imager).
+    """
+    b = float(trigger.time_met)
+    a = b - float(trigger.timescale)
+    bg = (a - gap - background_factor * (b - a), a - gap)
+    loc = localize_events(time, dety, detz, (a, b), bg, attitude)
+    return loc if loc.significance >= min_significance else None
 
 
 # --------------------------------------------------------------------------- calibration
