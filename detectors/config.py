@@ -19,7 +19,9 @@ class TriggerConfig:
     threshold: it is turned into a significance with the calibrated trials
     factor (see :mod:`detectors.calibration`). ``bracket`` also takes the
     background after each window (BAT-style bracketing; for batch runs, or
-    streaming with ``gap + background`` seconds of latency).
+    streaming with ``gap + background`` seconds of latency). ``prompt`` also
+    reports each new group's first window at once, flagged ``preliminary``: the
+    full trigger waits for the group to end and for ``post_window`` after it.
     """
 
     far_per_day: float = 1.0
@@ -42,6 +44,7 @@ class TriggerConfig:
     saturation_run: int = 4
     max_fill: float = 3600.0
     bracket: bool = False
+    prompt: bool = False
 
     def __post_init__(self) -> None:
         if not self.far_per_day > 0:

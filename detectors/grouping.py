@@ -6,7 +6,9 @@ result does not depend on the order or chunking in which windows arrive). A
 group is closed once no future window can touch it, and reported once the
 ``post_window`` after it is available, because the post window decides the
 ``background_variation`` flag: a burst comes back down, a background step or
-ramp (slew, SAA exit) stays up.
+ramp (slew, SAA exit) stays up. With ``prompt`` the first window of each new
+group is also reported at once, flagged ``preliminary`` (for a fast first
+alert; the full trigger follows).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from detectors.trigger import (
     FLAG_BACKGROUND_VARIATION,
     FLAG_NEAR_GAP,
     FLAG_POST_TRUNCATED,
+    FLAG_PRELIMINARY,
     FLAG_SATURATED,
 )
 
@@ -80,6 +83,7 @@ class Grouper:
         self.cfg = config
         self.open: list[_Group] = []
         self.closed: list[_Group] = []
+        self.prompt: list[GroupReport] = []
 
     def add(self, cands: list[Candidate], evaluated_to: int) -> None:
         """Add candidates (windows ending at or before ``evaluated_to``)."""
@@ -88,6 +92,8 @@ class Grouper:
             s, e = int(c.start), c.end
             touching = [g for g in self.open if s <= g.end + merge and e >= g.start - merge]
             g = _Group(s, e, c, c)
+            if not touching and self.cfg.prompt:
+                self.prompt.append(_prompt_report(c))
             for t in touching:
                 self.open.remove(t)
                 g = _merge(g, t)
@@ -110,7 +116,8 @@ class Grouper:
         eng = self.engine
         ready = [g for g in self.closed if final or eng.spiked >= g.end + eng.gap + eng.post]
         self.closed = [g for g in self.closed if g not in ready]
-        return [self._report(g, final) for g in ready]
+        out, self.prompt = self.prompt, []
+        return out + [self._report(g, final) for g in ready]
 
     def _report(self, g: _Group, final: bool) -> GroupReport:
         eng, cfg = self.engine, self.cfg
@@ -146,6 +153,21 @@ class Grouper:
             flags=tuple(flags),
             windows=g.n,
         )
+
+
+def _prompt_report(c: Candidate) -> GroupReport:
+    """A preliminary report: the first window of a new group, at once, unclassified."""
+    return GroupReport(
+        fire_index=c.end,
+        start=int(c.start),
+        end=c.end,
+        best=c,
+        first=c,
+        pre_rate=c.rate,
+        post_rate=float("nan"),
+        post_sigma=0.0,
+        flags=(FLAG_PRELIMINARY,),
+    )
 
 
 def _merge(a: _Group, b: _Group) -> _Group:

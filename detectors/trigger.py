@@ -15,6 +15,9 @@ FLAG_BACKGROUND_VARIATION = "background_variation"
 FLAG_SATURATED = "saturated"
 FLAG_NEAR_GAP = "near_gap"
 FLAG_POST_TRUNCATED = "post_window_truncated"
+#: Prompt mode: the first window of a new group, reported at once (the full trigger
+#: of the group follows, with its best window and classification).
+FLAG_PRELIMINARY = "preliminary"
 
 
 @dataclass(frozen=True)

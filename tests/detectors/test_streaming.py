@@ -77,3 +77,25 @@ def test_state_is_bounded():
     eng = trig.engine
     assert len(eng.bins["raw"]) < 3 * eng.history + 5000
     assert all(len(sc.res["cum_r"]) < 6 * sc.span + 3000 for sc in eng.scales)
+
+
+def test_prompt_mode_reports_at_once_then_the_full_trigger():
+    w = 0.05
+    t, c = acs_background(1200.0, w, spike_rate=0.0, seed=5)
+    p = burst_profile("short", 0.2, w)
+    c[16000 : 16000 + p.size] += np.round(3000 * p)
+    cfg = TriggerConfig(prompt=True)
+    seen = []
+    trig = RateTrigger("X", w, cfg)
+    for a in range(0, t.size, 20):  # 1 s chunks, as the daemon gets them
+        seen += [
+            (x, t[min(a + 19, t.size - 1)] + w) for x in trig.push(t[a : a + 20], w, c[a : a + 20])
+        ]
+    seen += [(x, t[-1] + w) for x in trig.flush()]
+    assert [x.flags for x, _ in seen] == [("preliminary",), ()]
+    (pre, at_pre), (full, at_full) = seen
+    assert at_pre - pre.time_met <= 1.0 + 1e-9  # within the chunk that completed it
+    assert at_full - full.time_met > 20.0  # the full report waits for the post window
+    assert pre.time_met == full.time_met
+    batch = detect(t, w, c, instrument="X", config=cfg)
+    assert [x.to_dict() for x in batch] == [x.to_dict() for x, _ in seen]
