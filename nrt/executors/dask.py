@@ -202,8 +202,6 @@ def run_element(element: Element, spec: CacheSpec, *deps: dict[str, Any]) -> dic
         entry = compute(element, cache)
     except ElementError as exc:
         raise RemoteElementError(str(exc), exc.element_name, exc.signature) from None
-    except AnalysisException as exc:  # pragma: no cover - compute stores these
-        return _summary(element, "failed", error=str(exc))
     persistent = type(element).cached
     return _summary(
         element,
@@ -222,7 +220,7 @@ def run_element(element: Element, spec: CacheSpec, *deps: dict[str, Any]) -> dic
 
 @dataclass
 class Task:
-    """One distinct signature to compute, with the instances that share it."""
+    """One distinct signature to compute (the first instance met stands for all)."""
 
     signature: str
     element: Element
@@ -364,7 +362,12 @@ class DaskExecutor:
         flushed = time.monotonic()
         # Results are gathered as tasks finish, concurrently (one blocking fetch per
         # result would make the client the bottleneck of a large run).
-        completed = as_completed(list(futures.values()), with_results=True, raise_errors=False)
+        completed = as_completed(
+            list(futures.values()),
+            loop=self.client.loop,  # not the default client's: a process may hold several
+            with_results=True,
+            raise_errors=False,
+        )
         for future, result in completed:
             signature = by_key[future.key]
             futures.pop(signature)  # the scheduler keeps it while dependents need it

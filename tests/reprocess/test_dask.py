@@ -152,3 +152,17 @@ def test_errors_and_expected_failures_are_reported_not_fatal(client, tmp_path):
     assert not cache.local.has(broken.signature), "an unexpected error is not cached"
     assert cache.local.has(fine.signature), "other pointings went on"
     assert report.failed == 1 and len(report.errors) == 2
+
+
+def test_works_with_a_client_that_is_not_the_default_one(cluster, tmp_path):
+    """A process may hold several clients; the run must follow its own, not the newest."""
+    from distributed import Client, LocalCluster
+
+    with (
+        Client(cluster) as mine,
+        LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as other_cluster,
+        Client(other_cluster) as newest,
+    ):
+        assert Client.current() is newest
+        report = DaskExecutor(mine).reprocess(build("100000010010"), open_cache(tmp_path, "c"))
+        assert report.errors == {} and report.ok == 6
