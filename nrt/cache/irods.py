@@ -131,8 +131,10 @@ class IrodsTier:
 
     def get(self, signature: str) -> Entry | None:
         """Download into the spool directory, verified; None when iRODS does not hold it."""
-        from irods.exception import CollectionDoesNotExist, DataObjectDoesNotExist
+        from irods.exception import CAT_NO_ROWS_FOUND, OBJ_PATH_DOES_NOT_EXIST, DoesNotExist
 
+        # What the client raises for a missing object depends on where it finds out.
+        missing = (DoesNotExist, OBJ_PATH_DOES_NOT_EXIST, CAT_NO_ROWS_FOUND)
         started = time.perf_counter()
         remote = self.path(signature)
         staging = self.spool / ".tmp" / f"{signature}.{uuid.uuid4().hex[:8]}"
@@ -142,7 +144,7 @@ class IrodsTier:
                 obj = self.session.data_objects.get(
                     f"{remote}/manifest.json", str(staging / "manifest.json")
                 )
-            except (DataObjectDoesNotExist, CollectionDoesNotExist):
+            except missing:
                 return None
             raw = (staging / "manifest.json").read_bytes()
             self._check_registered(obj, products.file_sha256(staging / "manifest.json"), remote)
@@ -161,7 +163,7 @@ class IrodsTier:
                         str(staging / name),
                         num_threads=self._threads(meta["size"]),
                     )
-                except DataObjectDoesNotExist:
+                except missing:
                     raise products.CorruptProduct(
                         f"irods:{remote}/{name}: payload missing"
                     ) from None
