@@ -209,17 +209,20 @@ class Publisher:
                     idle.set()
                     await self._until_needed(sink, wake)
                 continue
-            failed = rows[sent]
             message = self._describe(sink, error)
-            give_up = sink.max_attempts is not None and failed.attempts + 1 >= sink.max_attempts
-            await self._db(
-                functools.partial(self.outbox.record_failure, give_up=give_up),
-                sink.name,
-                failed.seq,
-                message,
-            )
-            if give_up:
-                log.error("giving up on %s for %s: %s", failed.id, sink.name, message)
+            if sent < len(rows):  # else: reopening failed with nothing pending; just retry
+                failed = rows[sent]
+                give_up = sink.max_attempts is not None and failed.attempts + 1 >= sink.max_attempts
+                await self._db(
+                    functools.partial(self.outbox.record_failure, give_up=give_up),
+                    sink.name,
+                    failed.seq,
+                    message,
+                )
+                if give_up:
+                    log.error("giving up on %s for %s: %s", failed.id, sink.name, message)
+            else:
+                log.warning("%s: cannot reopen (%s); retrying in %.1f s", sink.name, message, delay)
             idle.set()  # flush() re-checks; it must not hang on a sink that is backing off
             await asyncio.sleep(delay)  # close() cancels this task
             delay = min(delay * 2, self.config.retry_max)
