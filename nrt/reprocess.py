@@ -1,11 +1,11 @@
 """``nrt reprocess``: run the per-pointing graphs of the archive on a Dask cluster.
 
 The graph comes from a builder, a function ``pointing -> Element | list[Element]``
-named with ``--graph module:function`` (or ``$NRT_GRAPH``). Without it, the
-plug-in packages registered in the ``nrt.elements`` entry-point group are asked
-for one: a module there may define ``pointing_graph``. For ``--from/--to`` the
-builder's module must also define ``pointings_between(start, stop) -> list[str]``
-(datetimes in UTC), which knows where the archive's pointings are.
+named with ``--graph module:function`` (or ``$NRT_GRAPH``). The default,
+``nrt.archive:pointing_graph``, is the daemon's own quick-look graph (the
+``pointing_graph`` hook) over the telemetry its ingest log recorded. For
+``--from/--to`` the builder's module must also define
+``pointings_between(start, stop) -> list[str]`` (datetimes in UTC).
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import importlib
 import json
 import sys
 from collections.abc import Callable, Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import click
 
-from nrt.element import Element
+from nrt.element import AnalysisException, Element
 
 Builder = Callable[[str], "Element | Iterable[Element]"]
 
 
 def load_builder(spec: str | None) -> Builder:
-    """The graph builder named by `spec` ("module:function"), else the plug-ins' one."""
+    """The graph builder named by `spec` ("module:function"), else the archive's."""
     if spec:
         module_name, _, attr = spec.partition(":")
         if not attr:
@@ -39,22 +38,9 @@ def load_builder(spec: str | None) -> Builder:
             return getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
             raise click.BadParameter(f"cannot load {spec}: {exc}", param_hint="--graph") from None
-    found, problems = [], []
-    for ep in metadata.entry_points(group="nrt.elements"):
-        try:
-            module = ep.load()
-        except Exception as exc:  # a broken plug-in must not hide the others
-            problems.append(f"{ep.name}: {type(exc).__name__}: {exc}")
-            continue
-        if callable(getattr(module, "pointing_graph", None)):
-            found.append(module.pointing_graph)
-    if len(found) == 1:
-        return found[0]
-    where = "; ".join(problems) if problems else "none defines pointing_graph"
-    raise click.UsageError(
-        ("several plug-ins define pointing_graph" if found else f"no graph builder found ({where})")
-        + ": pass --graph module:function (a function pointing -> elements) or set NRT_GRAPH"
-    )
+    from nrt import archive
+
+    return archive.pointing_graph
 
 
 def pointings_between(builder: Builder, start: dt.datetime, stop: dt.datetime) -> list[str]:
@@ -180,10 +166,20 @@ def reprocess(
     if pointings:
         ids = parse_pointings(pointings)
     else:
-        ids = pointings_between(builder, parse_date(start, "--from"), parse_date(stop, "--to"))
+        try:
+            ids = pointings_between(builder, parse_date(start, "--from"), parse_date(stop, "--to"))
+        except LookupError as exc:
+            raise click.UsageError(str(exc)) from None
     targets: list[Element] = []
+    skipped: list[dict[str, Any]] = []
     for pointing in ids:
-        built = builder(pointing)
+        try:
+            built = builder(pointing)
+        except (AnalysisException, LookupError) as exc:  # no imager data; not archived
+            status = "failed" if isinstance(exc, AnalysisException) else "error"
+            skipped.append({"event": "pointing", "pointing": pointing, "status": status,
+                            "error": str(exc)})  # fmt: skip
+            continue
         targets.extend([built] if isinstance(built, Element) else list(built))
     names = [n.strip() for n in elements.split(",") if n.strip()] if elements else None
     targets = select(targets, names)
@@ -223,6 +219,10 @@ def reprocess(
                     "dashboard": client.dashboard_link,
                 }
             )
+            for event in skipped:
+                progress.emit(event)
+                if not progress.as_json:
+                    click.echo(f"pointing {event['pointing']}: {event['error']}", err=True)
             started = {"done": False}
 
             def on_event(event: dict[str, Any], report: Any) -> None:
@@ -237,7 +237,13 @@ def reprocess(
         if cluster is not None:
             cluster.close()
         cache.close()
-    summary = {"event": "summary", "pointings": len(ids), **report.to_dict()}
+    unbuilt = sum(e["status"] == "error" for e in skipped)
+    summary = {
+        "event": "summary",
+        "pointings": len(ids),
+        "pointings_skipped": len(skipped),
+        **report.to_dict(),
+    }
     if progress.as_json:
         progress.emit(summary)
     else:
@@ -246,5 +252,5 @@ def reprocess(
             f"{report.submitted} computed on {n_workers} workers in {report.seconds:.1f} s "
             f"({report.failed} expected failures, {len(report.errors)} errors)"
         )
-    if report.errors:
+    if report.errors or unbuilt:
         sys.exit(1)
