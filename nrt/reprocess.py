@@ -10,6 +10,7 @@ named with ``--graph module:function`` (or ``$NRT_GRAPH``). The default,
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import importlib
 import json
@@ -197,9 +198,7 @@ def reprocess(
                 "--worker-cache-dir needs a shared store: set NRT_IRODS_COLLECTION (and the "
                 "iRODS environment file), or leave it out and share --cache-dir between machines"
             )
-        spec = CacheSpec(
-            worker_cache_dir, False, spec.irods_collection, spec.irods_env_file, spec.memory_bytes
-        )
+        spec = dataclasses.replace(spec, cache_dir=worker_cache_dir, shared_dir=False)
     progress = Progress(as_json)
     cluster = None
     if scheduler is None:

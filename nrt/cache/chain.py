@@ -458,14 +458,20 @@ def _samples(tier: Tier) -> int:
 
 
 def _remote_from_environment() -> list[Tier]:
-    """The iRODS tier when ``NRT_IRODS_COLLECTION`` names a collection (imported only then)."""
+    """Tiers beyond the local one, from the environment: ``NRT_CACHE_ARCHIVE`` (a directory
+    read only, e.g. a shared archive) and the iRODS tier when ``NRT_IRODS_COLLECTION`` names
+    a collection (python-irodsclient is imported only then)."""
     import os
 
-    if not os.environ.get("NRT_IRODS_COLLECTION"):
-        return []
-    from nrt.cache.irods import IrodsTier
+    tiers: list[Tier] = []
+    archive = os.environ.get("NRT_CACHE_ARCHIVE")
+    if archive:
+        tiers.append(LocalTier(archive, read_only=True, name="archive"))
+    if os.environ.get("NRT_IRODS_COLLECTION"):
+        from nrt.cache.irods import IrodsTier
 
-    return [IrodsTier.from_environment()]
+        tiers.append(IrodsTier.from_environment())
+    return tiers
 
 
 def _display(params: dict[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,7 @@ class CacheSpec:
     irods_collection: str | None = None
     irods_env_file: str | None = None
     memory_bytes: int = 256 << 20
+    archive_dirs: tuple[str, ...] = ()  # read-only directory tiers (shared archives)
 
     @classmethod
     def of(cls, cache: Cache) -> CacheSpec:
@@ -108,10 +109,14 @@ class CacheSpec:
         if local is None:
             raise ValueError("distributed runs need a writable local (shared) cache directory")
         irods = next((t for t in cache.tiers if isinstance(t, IrodsTier) and not t.read_only), None)
+        archives = tuple(
+            str(t.root) for t in cache.tiers if isinstance(t, LocalTier) and t.read_only
+        )
         return cls(
             cache_dir=str(local.root),
             irods_collection=irods.collection if irods else None,
             irods_env_file=str(irods.env_file) if irods else None,
+            archive_dirs=archives,
         )
 
     @property
@@ -126,6 +131,7 @@ class CacheSpec:
             if cache is None:
                 root = LocalTier(self.cache_dir)
                 tiers: list[Any] = [root]
+                tiers += [LocalTier(d, read_only=True, name="archive") for d in self.archive_dirs]
                 if self.irods_collection:
                     from nrt.cache.irods import IrodsTier
 

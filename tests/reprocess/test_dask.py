@@ -166,3 +166,26 @@ def test_works_with_a_client_that_is_not_the_default_one(cluster, tmp_path):
         assert Client.current() is newest
         report = DaskExecutor(mine).reprocess(build("100000010010"), open_cache(tmp_path, "c"))
         assert report.errors == {} and report.ok == 6
+
+
+def test_inputs_held_in_a_read_only_archive_are_read_not_recomputed(client, side_dirs, tmp_path):
+    pointing = "120000010010"
+    archive_root = tmp_path / "archive"
+    events = build(pointing)[0].input_lightcurve.input_events
+    run(events, cache=Cache([LocalTier(archive_root)], None), executor=LocalExecutor(1))
+    before_files = sorted(p.relative_to(archive_root) for p in archive_root.rglob("*"))
+
+    root = tmp_path / "shared"
+    cache = Cache(
+        [LocalTier(root), LocalTier(archive_root, read_only=True, name="archive")],
+        Index(tmp_path / "index.db"),
+        lock_dir=root / ".locks",
+    )
+    before = runs(side_dirs["runlog"])
+    report = DaskExecutor(client).reprocess(build(pointing), cache)
+    ran = runs(side_dirs["runlog"]) - before
+    assert report.errors == {} and report.held == 1 and report.submitted == 5
+    assert ("Events", events.signature) not in ran, "read from the archive, not recomputed"
+    assert cache.local.has(events.signature), "promoted into the shared cache by a worker"
+    after_files = sorted(p.relative_to(archive_root) for p in archive_root.rglob("*"))
+    assert after_files == before_files, "nothing written to the read-only archive"

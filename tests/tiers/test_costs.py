@@ -228,3 +228,17 @@ def test_cache_show_command_prints_the_decision(isolated_nrt_dirs):
     assert result.exit_code == 0, result.output
     assert "tier       local    has it" in result.output
     assert "lookup     fetch from local" in result.output
+
+
+def test_a_read_only_archive_directory_from_the_environment(
+    isolated_nrt_dirs, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("NRT_CACHE_ARCHIVE", str(tmp_path / "archive"))
+    cache = Cache.open()
+    assert [(t.name, t.read_only) for t in cache.tiers] == [("local", False), ("archive", True)]
+    element = Product(n=5)
+    element.get(cache=cache)
+    LocalTier(tmp_path / "archive").put(cache.local.get(element.signature))
+    result = CliRunner().invoke(main, ["cache", "show", element.signature[:10]])
+    assert result.exit_code == 0, result.output
+    assert "tier       archive  has it" in result.output and "read-only" in result.output
