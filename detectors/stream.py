@@ -43,6 +43,7 @@ class StreamTriggers:
         kinds = tuple(getattr(config, "instruments", ("acs",)))
         self.kinds = kinds
         self.far_per_day = far
+        self.prompt = bool(getattr(config, "prompt", False))
         self._streams: dict[str, list[tuple[tuple[float, float] | None, RateTrigger]]] = {}
         self._seen_until: dict[str, float] = {}
         self.late_chunks = 0
@@ -51,10 +52,10 @@ class StreamTriggers:
         to_utc = _utc(chunk.mjdref)
         if chunk.kind == "acs":
             width = float(chunk.header.get("TIMEDEL", 0.05))
-            config = TriggerConfig(far_per_day=self.far_per_day)
+            config = TriggerConfig(far_per_day=self.far_per_day, prompt=self.prompt)
             return [(None, RateTrigger("SPI-ACS", width, config, time_to_utc=to_utc))]
         bands = DEFAULT_BANDS
-        config = TriggerConfig(far_per_day=self.far_per_day / len(bands))
+        config = TriggerConfig(far_per_day=self.far_per_day / len(bands), prompt=self.prompt)
         return [
             (band, RateTrigger("ISGRI", ISGRI_BIN, config, band=band, time_to_utc=to_utc))
             for band in bands

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import types
@@ -94,6 +95,11 @@ class TriggerConfig:
     enabled: bool = _f(True, "run the rate triggers on the stream")
     far_per_day: float = _f(
         1.0, "false-alarm rate per day over all timescales together", min=1e-6, max=1e4, reload=True
+    )
+    prompt: bool = _f(
+        True,
+        "alert on an excess's first window at once (preliminary), then update or retract it",
+        reload=True,
     )
     instruments: list = _f(["acs"], "which kinds feed the rate trigger", choices=("acs", "isgri"))
 
@@ -238,10 +244,15 @@ def _allowed(f: dataclasses.Field, kind: Any) -> str:
 def _convert(f: dataclasses.Field, kind: Any, value: Any) -> Any:
     """The value as the field's type, or raise ValueError."""
     unit = f.metadata.get("unit")
-    if unit == "bytes" and isinstance(value, str | int) and not isinstance(value, bool):
-        value = units.parse_bytes(value)
-    elif unit == "s" and isinstance(value, str | int | float) and not isinstance(value, bool):
-        value = units.parse_seconds(value)
+    try:
+        if unit == "bytes" and isinstance(value, str | int) and not isinstance(value, bool):
+            value = units.parse_bytes(value)
+        elif unit == "s" and isinstance(value, str | int | float) and not isinstance(value, bool):
+            value = units.parse_seconds(value)
+    except OverflowError:  # '999...9G': more digits than a float holds
+        raise ValueError("out of range") from None
+    if isinstance(value, float) and not math.isfinite(value):  # nan passes every min/max test
+        raise ValueError("not a finite number")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is bool and not isinstance(value, bool):

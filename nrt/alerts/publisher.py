@@ -123,6 +123,10 @@ class Publisher:
             event.set()
         return True
 
+    async def latest(self, alert_id: str) -> Alert | None:
+        """The newest committed revision of an alert (to continue it after a restart)."""
+        return await self._db(self.outbox.latest, alert_id)
+
     async def start(self) -> Publisher:
         """Run `run()` in the background (idempotent)."""
         if self._task is None:

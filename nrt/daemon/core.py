@@ -40,6 +40,12 @@ from nrt.telemetry.pointings import PointingTracker
 
 log = logging.getLogger(__name__)
 
+#: A live daemon keeps this many recent alerts and pointing results in memory (for its
+#: status line and the alert-latency metric); a replay keeps all of them for its summary.
+RECENT = 1000
+#: Seconds of data the ingest log keeps for announced pointings (as the tracker's retain).
+INGEST_RETAIN = 2 * 86400.0
+
 #: Seconds from the INTEGRAL epoch (MJD 51544.0 TT) to the Unix epoch, less TT-UTC.
 _IJD_TO_UNIX = (51544.0 - 40587.0) * 86400.0 - 69.184
 
@@ -134,8 +140,8 @@ class Daemon:
         return Publisher(settings, on_delivered=self._delivered)
 
     def _delivered(self, sink: str, row: Any, seconds_since_commit: float) -> None:
-        arrival = self._arrivals.get(row.id)
-        if arrival is not None and row.record_number == 1:
+        arrival = self._arrivals.pop(row.id, None) if row.record_number == 1 else None
+        if arrival is not None:  # the first sink to deliver it
             metrics.ALERT_LATENCY.labels(row.instrument).observe(time.monotonic() - arrival)
 
     def _sources(
@@ -191,6 +197,7 @@ class Daemon:
         cache = Cache.open(
             self.layout.cache, self.layout.state, memory_bytes=self.config.cache.memory_bytes
         )
+        cache.degrade_on_write_error = True  # a full cache disk must not stop the quick-look
         server = metrics.serve(self.config.metrics.listen) if self.config.metrics.listen else None
         ingest = IngestLog(self.layout.state / "ingest.sqlite")
         ingest.on_count = lambda source, outcome: (
@@ -202,18 +209,22 @@ class Daemon:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
         tracker = PointingTracker(ingest, grace=self.config.quicklook.grace)
         self.stream = StreamStage(
-            self.config.trigger, self.config.alerts.tense, publisher.submit, self._on_trigger
+            self.config.trigger,
+            self.config.alerts.tense,
+            publisher.submit,
+            self._on_trigger,
+            latest=publisher.latest,
         )
         self.pointings = PointingStage(
             self.config, cache, publisher.publish_health, products=self.layout.products
         )
-        self.localization = LocalizationStage(publisher.submit)
+        self.localization = LocalizationStage(self.stream.revise)
         sources = self._sources(queue, ingest, quarantine)
 
         helpers = [
             asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
-            asyncio.create_task(self._maintain(cache), name="gc"),
+            asyncio.create_task(self._maintain(cache, ingest), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
         ]
         for ready in tracker.restore():
@@ -316,10 +327,22 @@ class Daemon:
             except LookupError as exc:
                 log.error("pointing tracker: %s", exc)
             if self.summary.chunks % 100 == 0:
+                self._forget_old()
                 self.notifier.status(
                     f"{self.summary.chunks} chunks, {len(self.stream.alerts)} alerts, "
                     f"{self.pointings.running} pointings running"
                 )
+
+    def _forget_old(self) -> None:
+        """Bound what a long-running daemon remembers: the last ``RECENT`` of each."""
+        if self.replay is not None:
+            return
+        del self.summary.alerts[:-RECENT]
+        del self.pointings.results[:-RECENT]
+        del self.localization.updates[:-RECENT]
+        for remembered in (self.stream.alerts, self._arrivals):
+            for key in list(remembered)[:-RECENT]:  # insertion order: oldest first
+                del remembered[key]
 
     def _on_trigger(self, record: AlertRecord) -> None:
         self._arrivals[record.alert.id] = record.chunk_arrival
@@ -343,9 +366,15 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _maintain(self, cache: Cache) -> None:
+    async def _maintain(self, cache: Cache, ingest: IngestLog) -> None:
         while True:
             await asyncio.sleep(self.config.cache.gc_interval)
+            try:  # on the loop: the ingest log belongs to the loop's thread
+                forgotten = ingest.prune(INGEST_RETAIN)
+                if forgotten:
+                    log.info("ingest log: forgot %d chunks older than the last 2 days", forgotten)
+            except Exception:
+                log.exception("ingest log pruning failed")
             try:
                 report = await asyncio.to_thread(
                     cache.gc, self.config.cache.max_bytes, self.config.cache.max_age

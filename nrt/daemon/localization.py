@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from nrt import metrics
 from nrt.alerts.model import Alert, Localization
 from nrt.plugins import MissingHook, hook
 
@@ -39,13 +38,13 @@ class _Request:
 class LocalizationStage:
     def __init__(
         self,
-        submit: Callable[[Alert], Awaitable[bool]],
+        revise: Callable[[Any, Callable[[Alert], Alert]], Awaitable[Alert | None]],
         *,
         keep: float = 600.0,
         wait: float = 60.0,
         min_significance: float = 6.0,
     ) -> None:
-        self.submit = submit
+        self.revise = revise
         self.keep = keep
         self.wait = wait
         self.min_significance = min_significance
@@ -69,11 +68,14 @@ class LocalizationStage:
             cols = chunk.columns
             for i, pid in enumerate(cols["POINTING"]):
                 key = pid.decode() if isinstance(pid, bytes) else str(pid)
+                self._attitudes.pop(key.strip(), None)  # re-insert: newest last
                 self._attitudes[key.strip()] = (
                     float(cols["RA"][i]),
                     float(cols["DEC"][i]),
                     float(cols["ROLL"][i]),
                 )
+            while len(self._attitudes) > 64:  # only recent pointings get bursts localized
+                del self._attitudes[next(iter(self._attitudes))]
         elif chunk.kind == "isgri":
             self._chunks.append(chunk)
             self._covered_until = max(self._covered_until, chunk.tstop)
@@ -156,12 +158,12 @@ class LocalizationStage:
                 self.min_significance,
             )
             return
-        update = req.record.alert.updated(
-            localization=Localization(found.ra % 360.0, found.dec, found.error_radius),
-            note=f"ISGRI coded-mask position, image significance {found.significance:.1f}",
+        position = Localization(found.ra % 360.0, found.dec, found.error_radius)
+        note = f"ISGRI coded-mask position, image significance {found.significance:.1f}"
+        update = await self.revise(
+            req.record, lambda a: a.updated(localization=position, note=note)
         )
-        if await self.submit(update):
-            metrics.ALERTS.labels(update.instrument, "update").inc()
+        if update is not None:
             req.record.localized = True
             self.updates.append(update)
             log.warning(

@@ -1,5 +1,12 @@
 """The stream stage: every chunk goes to the stream detectors at once; triggers become alerts.
 
+With ``trigger.prompt`` (the default) the detectors report the first window of an
+excess at once, flagged preliminary: it goes out as the initial alert within a
+chunk of the data. The complete trigger follows once the excess ended and the
+rate after it was seen (about 20 s of data later): it updates the alert with the
+refined measurements, or retracts it when the rate stayed up (a background
+variation: slews, belt exits), as GCN notices do.
+
 Detection runs off the event loop (one worker thread, so the detectors' state is
 touched by one thread at a time, in chunk order). An alert's id is derived from
 its instrument and trigger time, so the same burst seen again after a restart
@@ -24,6 +31,9 @@ from nrt.telemetry.formats import read_chunk
 
 log = logging.getLogger(__name__)
 
+PRELIMINARY = "preliminary"  # detectors.trigger.FLAG_PRELIMINARY
+VARIATION = "background_variation"  # detectors.trigger.FLAG_BACKGROUND_VARIATION
+
 
 @dataclass
 class AlertRecord:
@@ -46,6 +56,7 @@ class StreamStage:
         tense: str,
         submit: Callable[[Alert], Awaitable[bool]],
         on_trigger: Callable[[AlertRecord], None] | None = None,
+        latest: Callable[[str], Awaitable[Alert | None]] | None = None,
     ) -> None:
         self.config = trigger_config
         self.tense = tense
@@ -53,7 +64,9 @@ class StreamStage:
         self.on_trigger = on_trigger
         self.detectors = hook("stream_triggers")(trigger_config) if trigger_config.enabled else None
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-stream")
+        self.latest = latest
         self.alerts: dict[str, AlertRecord] = {}
+        self._revising = asyncio.Lock()
 
     def reconfigure(self, trigger_config: Any) -> None:
         """SIGHUP: a new false-alarm rate takes effect on a fresh detector state."""
@@ -68,7 +81,8 @@ class StreamStage:
             return []
         loop = asyncio.get_running_loop()
         triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
-        return [await self._alert(t, arrival, chunk.name) for t in triggers]
+        found = [await self._alert(t, arrival, chunk.name) for t in triggers]
+        return [r for r in found if r is not None]
 
     async def warm_up(self, records: list[Any], span: float = 700.0) -> int:
         """After a restart, feed the last `span` seconds of already-handled data again.
@@ -107,30 +121,85 @@ class StreamStage:
         loop = asyncio.get_running_loop()
         triggers = await loop.run_in_executor(self._pool, self.detectors.flush)
         now = time.monotonic()
-        return [await self._alert(t, now) for t in triggers]
+        found = [await self._alert(t, now) for t in triggers]
+        return [r for r in found if r is not None]
 
-    async def _alert(self, trigger: Any, arrival: float, chunk: str = "") -> AlertRecord:
+    async def _alert(self, trigger: Any, arrival: float, chunk: str = "") -> AlertRecord | None:
+        """A trigger becomes an initial alert, or finalizes the preliminary one it follows."""
         metrics.TRIGGERS.labels(trigger.instrument).inc()
+        if PRELIMINARY not in trigger.flags:
+            earlier = self._preliminary_of(trigger)
+            if earlier is not None:
+                await self._finalize(earlier, trigger)
+                return None
         alert = Alert.initial_from_trigger(trigger, tense=self.tense)
         new = await self.submit(alert)
         record = AlertRecord(alert, trigger, arrival, time.monotonic(), extra={"chunk": chunk})
+        self.alerts[alert.id] = record
         if new:
             metrics.ALERTS.labels(alert.instrument, "initial").inc()
-            self.alerts[alert.id] = record
             log.warning(
-                "ALERT %s %s at %s: %.1f sigma on %.2f s (chunk %s)",
+                "ALERT %s %s at %s: %.1f sigma on %.2f s (chunk %s)%s",
                 alert.id,
                 alert.instrument,
                 alert.trigger_time,
                 trigger.significance,
                 trigger.timescale,
                 chunk or "-",
+                " [preliminary]" if PRELIMINARY in trigger.flags else "",
             )
             if self.on_trigger:
                 self.on_trigger(record)
         else:
             log.info("alert %s already issued (seen again after a restart or replay)", alert.id)
+            record.alert = await self._latest(alert.id) or alert
         return record
+
+    def _preliminary_of(self, final: Any) -> AlertRecord | None:
+        """The open preliminary alert this complete trigger describes (same excess)."""
+        for record in reversed(list(self.alerts.values())):
+            t = record.trigger
+            if (
+                PRELIMINARY in t.flags
+                and t.instrument == final.instrument
+                and abs(t.time_met - final.time_met) <= max(t.timescale, final.timescale) + 1.0
+            ):
+                return record
+        return None
+
+    async def _finalize(self, record: AlertRecord, final: Any) -> None:
+        """The group ended: refine the alert, or retract it if the rate stayed up."""
+        record.trigger = final
+        if VARIATION in final.flags:
+            reason = "probable background variation: the rate stayed up after the excess"
+            await self.revise(record, lambda a: a.retracted(reason))
+        else:
+            await self.revise(record, lambda a: a.updated(trigger=final))
+
+    async def revise(self, record: AlertRecord, make: Callable[[Alert], Alert]) -> Alert | None:
+        """Commit the next revision of an alert (update or retraction), derived from its
+        latest one; serialized so two revisions never take the same record number."""
+        async with self._revising:
+            latest = record.alert
+            if latest.alert_type == "retraction":
+                return None
+            revision = make(latest)
+            if await self.submit(revision):
+                record.alert = revision
+                metrics.ALERTS.labels(revision.instrument, revision.alert_type).inc()
+                log.warning(
+                    "ALERT %s %s (record %d)",
+                    revision.alert_type.upper(),
+                    revision.id,
+                    revision.record_number,
+                )
+                return revision
+            # Issued before a restart: continue from what the outbox holds.
+            record.alert = await self._latest(revision.id) or revision
+            return None
+
+    async def _latest(self, alert_id: str) -> Alert | None:
+        return await self.latest(alert_id) if self.latest is not None else None
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -68,10 +68,22 @@ def test_daemon_end_to_end(tmp_path, telemetry, mosquitto):
             near = alerts_near(alerts, burst["onset"])
             assert near, f"no alert within 5 s of the {burst['class']} burst at {burst['onset']}"
             assert all(a["alert_tense"] == "test" for a in near)
+            # Prompt mode: the initial alert is the excess's first window (preliminary);
+            # the complete trigger refines it in an update, never retracts a real burst.
+            revisions = [a for a in alerts.values() if a["id"] == near[0]["id"]]
+            assert "preliminary" in near[0].get("flags", []), near[0]
+            assert not [a for a in revisions if a["alert_type"] == "retraction"]
+            assert any(
+                a["alert_type"] == "update" and "preliminary" not in a.get("flags", [])
+                for a in revisions
+            ), revisions
         for burst in in_fov:
-            updates = alerts_near(alerts, burst["onset"], record_number=2)
+            initial = alerts_near(alerts, burst["onset"])[0]
+            revisions = [a for a in alerts.values() if a["id"] == initial["id"]]
+            updates = [a for a in revisions if a.get("ra") is not None]
             assert updates, "no localization update for the burst in the field of view"
             u = updates[0]
+            assert u["alert_type"] == "update" and u["record_number"] >= 2
             offset = (
                 SkyCoord(u["ra"], u["dec"], unit="deg")
                 .separation(SkyCoord(burst["ra"], burst["dec"], unit="deg"))
