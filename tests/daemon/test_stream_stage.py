@@ -1,0 +1,65 @@
+"""Prompt alerting: preliminary -> initial alert; complete trigger -> update or retraction."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from detectors.trigger import Trigger
+from nrt.daemon.stream import StreamStage
+
+
+def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trigger:
+    return Trigger(
+        "SPI-ACS",
+        "2026-01-01T00:10:00.000Z",
+        t,
+        0.2,
+        significance,
+        0.5,
+        5000.0,
+        4000.0,
+        None,
+        flags,
+    )
+
+
+def run(triggers: list[Trigger]) -> list:
+    committed: list = []
+
+    async def submit(alert) -> bool:
+        if any(a.key == alert.key for a in committed):
+            return False
+        committed.append(alert)
+        return True
+
+    async def go():
+        stage = StreamStage(SimpleNamespace(enabled=False), "test", submit)
+        for t in triggers:
+            await stage._alert(t, 0.0)
+        stage.close()
+
+    asyncio.run(go())
+    return committed
+
+
+def test_a_burst_is_announced_at_once_then_refined():
+    out = run([trigger(600.0, ("preliminary",), 6.0), trigger(600.0, (), 25.0)])
+    assert [(a.alert_type, a.record_number) for a in out] == [("initial", 1), ("update", 2)]
+    assert out[0].id == out[1].id and out[1].rate_snr == 25.0
+
+
+def test_a_background_variation_is_retracted():
+    out = run([trigger(600.0, ("preliminary",)), trigger(600.1, ("background_variation",))])
+    assert [a.alert_type for a in out] == ["initial", "retraction"]
+
+
+def test_a_complete_trigger_without_a_preliminary_is_an_initial_alert():
+    out = run([trigger(600.0, ()), trigger(900.0, ("preliminary",))])
+    assert [a.alert_type for a in out] == ["initial", "initial"] and out[0].id != out[1].id
+
+
+def test_seen_again_after_a_restart_nothing_new_is_committed():
+    first = [trigger(600.0, ("preliminary",)), trigger(600.0, ())]
+    out = run(first + first)
+    assert len(out) == 2
