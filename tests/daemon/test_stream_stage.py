@@ -10,9 +10,10 @@ from nrt.daemon.stream import StreamStage
 
 
 def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trigger:
+    utc = f"2026-01-01T00:{int(t) // 60:02d}:{t % 60:06.3f}Z"
     return Trigger(
         "SPI-ACS",
-        "2026-01-01T00:10:00.000Z",
+        utc,
         t,
         0.2,
         significance,
