@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import errno
+import importlib
 import json
 import os
 import shutil
@@ -96,8 +97,17 @@ class IrodsTier:
 
     @property
     def session(self) -> Any:
-        """The iRODS session, opened on first use from the environment file."""
+        """The iRODS session, opened on first use from the environment file.
+
+        ``NRT_IRODS_SESSION_FACTORY=module:callable`` replaces that with a callable
+        returning a session, for authentication the environment file does not cover
+        (the tests use it to give Dask workers the in-repo fake).
+        """
         with self._lock:
+            factory = os.environ.get("NRT_IRODS_SESSION_FACTORY")
+            if self._session is None and factory:
+                module, _, attr = factory.partition(":")
+                self._session = getattr(importlib.import_module(module), attr)()
             if self._session is None:
                 from irods.session import iRODSSession
 
@@ -121,6 +131,10 @@ class IrodsTier:
     def path(self, signature: str) -> str:
         return f"{self.collection}/{signature[:2]}/{signature}"
 
+    def _spool(self) -> Path:
+        """Downloads land here, one directory per process (workers may share the spool)."""
+        return self.spool / str(os.getpid())
+
     def _threads(self, nbytes: int) -> int:
         return self.threads if nbytes > self.parallel_threshold else 1
 
@@ -137,7 +151,7 @@ class IrodsTier:
         missing = (DoesNotExist, OBJ_PATH_DOES_NOT_EXIST, CAT_NO_ROWS_FOUND)
         started = time.perf_counter()
         remote = self.path(signature)
-        staging = self.spool / ".tmp" / f"{signature}.{uuid.uuid4().hex[:8]}"
+        staging = self._spool() / ".tmp" / f"{signature}.{uuid.uuid4().hex[:8]}"
         staging.mkdir(parents=True, exist_ok=True)
         try:
             try:
@@ -172,7 +186,7 @@ class IrodsTier:
                 products.verify_files(staging, manifest.get("files", {}))
             except products.CorruptProduct as exc:
                 raise products.CorruptProduct(f"irods:{remote}: {exc}") from None
-            final = self.spool / signature
+            final = self._spool() / signature
             if final.exists():
                 shutil.rmtree(final, ignore_errors=True)
             os.replace(staging, final)
@@ -312,7 +326,7 @@ class IrodsTier:
         if not self.session.collections.exists(final):
             return False
         self.session.collections.remove(final, recurse=True, force=True)
-        shutil.rmtree(self.spool / signature, ignore_errors=True)
+        shutil.rmtree(self._spool() / signature, ignore_errors=True)
         return True
 
     def cost(self, nbytes: int) -> float:

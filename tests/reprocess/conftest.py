@@ -12,14 +12,21 @@ import pytest
 
 @pytest.fixture(scope="package")
 def side_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    """Run-log and kill-marker directories, in the environment before workers start."""
+    """Run-log, kill-marker and fake-iRODS directories, in the environment before workers
+    start."""
     base = tmp_path_factory.mktemp("reprocess-side")
-    dirs = {"runlog": base / "runlog", "kill": base / "kill"}
+    dirs = {"runlog": base / "runlog", "kill": base / "kill", "irods": base / "irods-zone"}
     for d in dirs.values():
         d.mkdir()
-    old = {k: os.environ.get(k) for k in ("NRT_TEST_RUNLOG", "NRT_TEST_KILL")}
-    os.environ["NRT_TEST_RUNLOG"] = str(dirs["runlog"])
-    os.environ["NRT_TEST_KILL"] = str(dirs["kill"])
+    env = {
+        "NRT_TEST_RUNLOG": str(dirs["runlog"]),
+        "NRT_TEST_KILL": str(dirs["kill"]),
+        # Workers reach the in-repo iRODS fake (on disk, shared by processes) through this.
+        "NRT_FAKE_IRODS_ROOT": str(dirs["irods"]),
+        "NRT_IRODS_SESSION_FACTORY": "tests.support.fake_irods:session_from_environment",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     yield dirs
     for k, v in old.items():
         if v is None:

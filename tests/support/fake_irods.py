@@ -1,22 +1,30 @@
-"""An in-process fake of the small part of python-irodsclient that ``IrodsTier`` uses.
+"""An on-disk fake of the small part of python-irodsclient that ``IrodsTier`` uses.
 
 No iRODS server can be installed on the test machine, so the tier's shared test
-suite also runs against this. It keeps data objects as real files under a
-directory, registers sha2 checksums at put time in its own "catalog" (so bytes
-damaged afterwards no longer match, as on a real resource), keeps AVUs per
-collection, and raises python-irodsclient's own exception classes. It follows
-the client's semantics where the tier depends on them: ``collections.move``
-onto an existing collection moves *into* it; ``data_objects.get`` without a
-local path only returns the object; a download onto an existing file needs the
-force flag. It records the ``num_threads`` each transfer asked for.
+suite also runs against this. Data objects are real files under ``<root>/data``;
+the "catalog" (registered sha2 checksums, AVUs) lives under ``<root>/catalog``,
+so several processes (Dask workers) see one zone, and a checksum registered at
+put time stays what it was when the bytes are damaged afterwards, as on a real
+resource. It raises python-irodsclient's own exception classes and follows its
+semantics where the tier depends on them: ``collections.move`` onto an existing
+collection moves *into* it; ``data_objects.get`` without a local path only
+returns the object; a download onto an existing file needs the force flag. It
+records the ``num_threads`` each transfer asked for (in this process).
+
+``session_from_environment()`` opens the zone named by ``$NRT_FAKE_IRODS_ROOT``;
+``IrodsTier`` calls it in worker processes when ``NRT_IRODS_SESSION_FACTORY``
+names it.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,8 @@ from irods.exception import (
 )
 from irods.meta import iRODSMeta
 from irods.models import Collection, CollectionMeta
+
+AVUS = ".avus.json"
 
 
 class FakeDataObject:
@@ -43,19 +53,21 @@ class FakeMetadata:
         self._session, self._path = session, path
 
     def items(self) -> list[iRODSMeta]:
-        return list(self._session.avus.get(self._path, []))
+        return [iRODSMeta(*avu) for avu in self._session.read_avus(self._path)]
 
     def get_all(self, key: str) -> list[iRODSMeta]:
         return [m for m in self.items() if m.name == key]
 
     def apply_atomic_operations(self, *ops: Any) -> None:
         with self._session.lock:
-            avus = self._session.avus.setdefault(self._path, [])
+            avus = self._session.read_avus(self._path)
             for op in ops:
+                triple = [op.avu.name, op.avu.value, op.avu.units or ""]
                 if op.operation == "add":
-                    avus.append(op.avu)
+                    avus.append(triple)
                 else:
-                    avus[:] = [m for m in avus if (m.name, m.value) != (op.avu.name, op.avu.value)]
+                    avus = [a for a in avus if a[:2] != triple[:2]]
+            self._session.write_avus(self._path, avus)
 
 
 class FakeCollection:
@@ -70,7 +82,7 @@ class _Collections:
         self.s = session
 
     def exists(self, path: str) -> bool:
-        return self.s.local(path).is_dir()
+        return self.s.data(path).is_dir()
 
     def get(self, path: str) -> FakeCollection:
         if not self.exists(path):
@@ -78,28 +90,24 @@ class _Collections:
         return FakeCollection(self.s, path.rstrip("/"))
 
     def create(self, path: str, recurse: bool = True, **options: Any) -> FakeCollection:
-        self.s.local(path).mkdir(parents=recurse, exist_ok=True)
+        self.s.data(path).mkdir(parents=recurse, exist_ok=True)
         return self.get(path)
 
     def remove(self, path: str, recurse: bool = True, force: bool = False, **options: Any) -> None:
         if not self.exists(path):
             raise CollectionDoesNotExist()
-        shutil.rmtree(self.s.local(path))
-        with self.s.lock:
-            for table in (self.s.avus, self.s.checksums):
-                for key in [k for k in table if k == path or k.startswith(path + "/")]:
-                    del table[key]
+        shutil.rmtree(self.s.data(path))
+        shutil.rmtree(self.s.catalog(path), ignore_errors=True)
 
     def move(self, src_path: str, dest_path: str) -> None:
         if not self.exists(src_path):
             raise CollectionDoesNotExist()
         if self.exists(dest_path):
             dest_path = f"{dest_path}/{src_path.rsplit('/', 1)[1]}"
-        self.s.local(src_path).rename(self.s.local(dest_path))
-        with self.s.lock:
-            for table in (self.s.avus, self.s.checksums):
-                for key in [k for k in table if k == src_path or k.startswith(src_path + "/")]:
-                    table[dest_path + key[len(src_path) :]] = table.pop(key)
+        self.s.data(src_path).rename(self.s.data(dest_path))
+        if self.s.catalog(src_path).exists():
+            self.s.catalog(dest_path).parent.mkdir(parents=True, exist_ok=True)
+            self.s.catalog(src_path).rename(self.s.catalog(dest_path))
 
 
 class _DataObjects:
@@ -107,13 +115,13 @@ class _DataObjects:
         self.s = session
 
     def exists(self, path: str) -> bool:
-        return self.s.local(path).is_file()
+        return self.s.data(path).is_file()
 
     def get(
         self, path: str, local_path: str | None = None, num_threads: int = 0, **options: Any
     ) -> FakeDataObject:
-        source = self.s.local(path)
-        if not self.s.local(path.rsplit("/", 1)[0]).is_dir():
+        source = self.s.data(path)
+        if not self.s.data(path.rsplit("/", 1)[0]).is_dir():
             raise CollectionDoesNotExist()
         if not source.is_file():
             raise DataObjectDoesNotExist()
@@ -125,28 +133,33 @@ class _DataObjects:
                 raise OVERWRITE_WITHOUT_FORCE_FLAG
             self.s.transfers.append(("get", path, num_threads))
             shutil.copyfile(source, target)
-        return FakeDataObject(path, source.stat().st_size, self.s.checksums.get(path))
+        checksum = self.s.catalog(path + ".sha2")
+        registered = checksum.read_text() if checksum.is_file() else None
+        return FakeDataObject(path, source.stat().st_size, registered)
 
     def put(self, local_path: str, irods_path: str, num_threads: int = 0, **options: Any) -> None:
-        target = self.s.local(irods_path)
+        target = self.s.data(irods_path)
         if not target.parent.is_dir():
             raise CollectionDoesNotExist()
         if target.exists() and kw.FORCE_FLAG_KW not in options:
             raise OVERWRITE_WITHOUT_FORCE_FLAG
         self.s.transfers.append(("put", irods_path, num_threads))
-        shutil.copyfile(local_path, target)
-        with self.s.lock:
-            if kw.REG_CHKSUM_KW in options:
-                digest = hashlib.sha256(target.read_bytes()).digest()
-                self.s.checksums[irods_path] = "sha2:" + base64.b64encode(digest).decode()
-            else:
-                self.s.checksums.pop(irods_path, None)
+        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        shutil.copyfile(local_path, staging)
+        os.replace(staging, target)
+        checksum = self.s.catalog(irods_path + ".sha2")
+        if kw.REG_CHKSUM_KW in options:
+            digest = hashlib.sha256(target.read_bytes()).digest()
+            checksum.parent.mkdir(parents=True, exist_ok=True)
+            checksum.write_text("sha2:" + base64.b64encode(digest).decode())
+        else:
+            checksum.unlink(missing_ok=True)
 
     def unlink(self, path: str, force: bool = False, **options: Any) -> None:
         if not self.exists(path):
             raise DataObjectDoesNotExist()
-        self.s.local(path).unlink()
-        self.s.checksums.pop(path, None)
+        self.s.data(path).unlink()
+        self.s.catalog(path + ".sha2").unlink(missing_ok=True)
 
 
 class _Query:
@@ -165,37 +178,58 @@ class _Query:
         return self
 
     def __iter__(self):
-        with self.s.lock:
-            snapshot = {k: list(v) for k, v in self.s.avus.items()}
-        for path, avus in sorted(snapshot.items()):
-            for m in avus:
-                fields = {CollectionMeta.name: m.name, CollectionMeta.value: m.value}
+        catalog = self.s.root / "catalog"
+        for found in sorted(catalog.rglob(AVUS)):
+            path = "/" + found.parent.relative_to(catalog).as_posix()
+            for name, value, _units in self.s.read_avus(path):
+                fields = {CollectionMeta.name: name, CollectionMeta.value: value}
                 if all(fields[c.query_key] == c.value for c in self.criteria):
                     yield {Collection.name: path}
                     break
 
 
 class FakeSession:
-    """Stands in for ``irods.session.iRODSSession`` (data under `root`, zone `/tempZone`)."""
+    """Stands in for ``irods.session.iRODSSession`` (zone files under `root`)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        for part in ("data", "catalog"):
+            (self.root / part).mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
-        self.checksums: dict[str, str] = {}
-        self.avus: dict[str, list[iRODSMeta]] = {}
         self.transfers: list[tuple[str, str, int]] = []
         self.collections = _Collections(self)
         self.data_objects = _DataObjects(self)
 
-    def local(self, path: str) -> Path:
+    def _under(self, base: str, path: str) -> Path:
         parts = [p for p in path.split("/") if p]
         if ".." in parts:
             raise ValueError(f"bad iRODS path {path!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(base, *parts)
+
+    def data(self, path: str) -> Path:
+        return self._under("data", path)
+
+    def catalog(self, path: str) -> Path:
+        return self._under("catalog", path)
+
+    def read_avus(self, path: str) -> list[list[str]]:
+        found = self.catalog(path) / AVUS
+        return json.loads(found.read_text()) if found.is_file() else []
+
+    def write_avus(self, path: str, avus: list[list[str]]) -> None:
+        target = self.catalog(path) / AVUS
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f"{AVUS}.{uuid.uuid4().hex[:8]}")
+        staging.write_text(json.dumps(avus))
+        os.replace(staging, target)
 
     def query(self, *columns: Any) -> _Query:
         return _Query(self, columns)
 
     def cleanup(self) -> None:
         pass
+
+
+def session_from_environment() -> FakeSession:
+    """The fake zone at ``$NRT_FAKE_IRODS_ROOT`` (for worker processes)."""
+    return FakeSession(os.environ["NRT_FAKE_IRODS_ROOT"])

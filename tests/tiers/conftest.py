@@ -58,8 +58,7 @@ def _irods(session: Any, collection: str, tmp_path: Path, kind: str) -> Iterator
     def corrupt(signature: str, name: str) -> None:
         bad = tmp_path / f"bad-{uuid.uuid4().hex}"
         bad.write_bytes(b"not what the manifest says")
-        # Overwrite without registering a checksum: the catalog keeps the old one, as
-        # when bytes rot on a resource.
+        # Overwrite the bytes behind the tier's back (no checksum registered).
         session.data_objects.put(
             str(bad), f"{tier.path(signature)}/{name}", **{kw.FORCE_FLAG_KW: ""}
         )
