@@ -32,7 +32,7 @@ def load_builder(spec: str | None) -> Builder:
         module_name, _, attr = spec.partition(":")
         if not attr:
             raise click.BadParameter(
-                f"{spec!r} is not module:function (e.g. checks.quicklook:pointing_graph)",
+                f"{spec!r} is not module:function (e.g. tests.reprocess.graph:pointing_graph)",
                 param_hint="--graph",
             )
         try:
@@ -134,7 +134,10 @@ class Progress:
 @click.option("--workers", type=int, help="Local cluster size (default: CPUs); or wait for N.")
 @click.option("--elements", help="Only these elements (class names, comma-separated) and inputs.")
 @click.option(
-    "--graph", envvar="NRT_GRAPH", help="Graph builder module:function (pointing -> elements)."
+    "--graph",
+    envvar="NRT_GRAPH",
+    help="Graph builder module:function (pointing -> elements); default: the daemon's "
+    "quick-look over its ingest log (nrt.archive:pointing_graph).",
 )
 @click.option("--cache-dir", type=click.Path(), envvar="NRT_CACHE_DIR", help="Shared cache root.")
 @click.option("--state-dir", type=click.Path(), envvar="NRT_STATE_DIR", help="Index directory.")
