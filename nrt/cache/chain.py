@@ -71,6 +71,9 @@ class Cache:
         self._replications: list[cf.Future] = []
         self._stats_saved: dict[str, float] = {}
         self._remembered: set[str] = set()
+        #: The daemon sets this: a result that cannot be written (full disk) is kept in
+        #: memory only, logged and counted, and the graph goes on; else the error propagates.
+        self.degrade_on_write_error = False
         self._load_tier_stats()
         local = self.local
         if (
@@ -227,7 +230,7 @@ class Cache:
         """Keep a fresh result: in memory, and persistently if the element is ``cached``."""
         entry = Entry(self.manifest_for(element, run_seconds), outputs=outputs)
         if type(element).cached:
-            self._persist(entry)
+            self._persist_or_degrade(entry)
         self.memory.put(entry)
         return entry
 
@@ -243,9 +246,17 @@ class Cache:
         )
         entry = Entry(manifest, outputs={})
         if type(element).cached:
-            self._persist(entry)
+            self._persist_or_degrade(entry)
         self.memory.put(entry)
         return entry
+
+    def _persist_or_degrade(self, entry: Entry) -> None:
+        try:
+            self._persist(entry)
+        except CacheWriteError as exc:
+            if not self.degrade_on_write_error:
+                raise
+            log.error("cache write failed; result kept in memory only, going on: %s", exc)
 
     def _persist(self, entry: Entry) -> None:
         """Write to the local tier (else the first writable one); replicate upward if costly."""
