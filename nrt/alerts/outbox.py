@@ -11,6 +11,7 @@ commit survive a power cut, not just a crash (it costs about 0.3 ms).
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,14 @@ from nrt.alerts.voevent import to_voevent
 from nrt.paths import state_dir
 
 OUTBOX_NAME = "alerts-outbox.sqlite"
+
+log = logging.getLogger("nrt.alerts")
+
+ALERT_COLUMNS = (
+    "seq, id, record_number, instrument, alert_type, alert_tense, trigger_time, committed,"
+    " json, voevent"
+)
+DELIVERY_COLUMNS = "sink, seq, state, attempts, last_error, updated"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -98,6 +107,10 @@ class Outbox:
                 self.db.execute("SELECT count(*) FROM alerts").fetchone()
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                problem = damage(self.path)
+                if problem is not None:
+                    repair(self.path, problem)
             # One connection, used by the publisher from its single outbox thread.
             self.db = sqlite3.connect(
                 self.path, isolation_level=None, timeout=30, check_same_thread=False
@@ -217,6 +230,108 @@ class Outbox:
 
     def _transaction(self, synchronous: str | None = None):
         return _Transaction(self.db, synchronous or self.synchronous)
+
+
+class OutboxDamaged(AlertFormatError):
+    """The outbox file is damaged and could not be repaired without losing undelivered alerts."""
+
+
+def damage(path: Path) -> str | None:
+    """What SQLite finds wrong with the outbox file (``PRAGMA quick_check``), or None."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            found = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if found == ["ok"] else "; ".join(found[:3])
+
+
+def repair(path: Path, problem: str) -> None:
+    """Copy what a damaged outbox still holds into a fresh one, or refuse.
+
+    The policy: the damaged file is set aside (``<name>.damaged-<time>``, never
+    deleted) and replaced by a fresh outbox holding every revision that could be
+    read back, with its delivery state. That happens only when no undelivered
+    alert is lost by it: if the rows cannot be read, or a revision some sink has
+    not delivered is unreadable, nrt refuses to start (OutboxDamaged) and says how
+    to recover the file by hand.
+    """
+    try:
+        alerts, deliveries = _salvage(path)
+    except sqlite3.DatabaseError as exc:
+        raise OutboxDamaged(
+            f"alert outbox {path} is damaged ({problem}) and its rows cannot be read back "
+            f"({exc}); it may hold undelivered alerts, so nrt does not start over it. "
+            f"Recover what it holds: `sqlite3 {path} .recover > {path}.sql`, "
+            f"`sqlite3 {path}.recovered < {path}.sql`, check it with "
+            f"`nrt alerts list --pending --outbox {path}.recovered` and move it into place; "
+            f"or, to accept losing what it holds, `mv {path} {path}.lost`; then start nrt again"
+        ) from None
+    pending = {seq for _sink, seq, state, *_ in deliveries if state == "pending"}
+    readable = set()
+    for row in alerts:
+        try:
+            json.loads(row[8])
+            readable.add(row[0])
+        except (ValueError, TypeError, UnicodeDecodeError):
+            continue
+    lost = pending - readable
+    if lost:
+        raise OutboxDamaged(
+            f"alert outbox {path} is damaged ({problem}): {len(lost)} undelivered alert "
+            f"revision(s) (seq {sorted(lost)[:5]}) cannot be read back; nrt does not start "
+            f"over it. Recover it with `sqlite3 {path} .recover`, or move it aside to accept "
+            "the loss, then start nrt again"
+        )
+    kept = [row for row in alerts if row[0] in readable]
+    staging = path.with_name(f"{path.name}.repairing")
+    staging.unlink(missing_ok=True)
+    fresh = sqlite3.connect(staging)
+    try:
+        fresh.executescript(SCHEMA)
+        fresh.executemany(f"INSERT INTO alerts ({ALERT_COLUMNS}) VALUES ({_marks(10)})", kept)
+        fresh.executemany(
+            f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({_marks(6)})",
+            [d for d in deliveries if d[1] in readable],
+        )
+        fresh.commit()
+    finally:
+        fresh.close()
+    # Only a complete copy replaces the damaged file, which is kept beside it.
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            side.rename(Path(f"{aside}{suffix}"))
+    staging.rename(path)
+    log.error(
+        "alert outbox %s was damaged (%s): moved to %s; %d revisions (%d undelivered) "
+        "copied into a fresh outbox, %d unreadable ones dropped (all delivered)",
+        path,
+        problem,
+        aside,
+        len(kept),
+        len(pending),
+        len(alerts) - len(kept),
+    )
+
+
+def _salvage(path: Path) -> tuple[list[tuple], list[tuple]]:
+    """Every row of both tables, read by full scans (raises if a page cannot be read)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        alerts = db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts NOT INDEXED").fetchall()
+        deliveries = db.execute(f"SELECT {DELIVERY_COLUMNS} FROM deliveries").fetchall()
+    finally:
+        db.close()
+    return alerts, deliveries
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 class _Transaction:

@@ -36,11 +36,15 @@ def _logging(level: str) -> None:
 )
 def run(config_path: str | None) -> None:
     """Run the daemon until SIGTERM (under systemd: Type=notify)."""
+    from nrt.alerts.model import AlertFormatError
     from nrt.daemon import Daemon
 
     config = _load(config_path)
     _logging(config.logging.level)
-    sys.exit(asyncio.run(Daemon(config).run()))
+    try:
+        sys.exit(asyncio.run(Daemon(config).run()))
+    except AlertFormatError as exc:  # e.g. a damaged outbox it will not start over
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command()
