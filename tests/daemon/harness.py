@@ -30,7 +30,8 @@ def simulated(out: Path) -> dict:
     return simulate(out, HOURS, SEED, grb_rate_per_day=GRB_RATE)
 
 
-def daemon_config(tmp_path: Path, broker_url: str, metrics_port: int) -> Path:
+def daemon_config(tmp_path: Path, broker_url: str, metrics_port: int, extra: str = "") -> Path:
+    """The daemon's TOML: inbox, state and cache under `tmp_path`; `extra` is appended."""
     config = tmp_path / "nrt.toml"
     config.write_text(
         f"""
@@ -47,6 +48,7 @@ tense = "test"
 grace = "5s"
 [metrics]
 listen = "127.0.0.1:{metrics_port}"
+{extra}
 """
     )
     return config
@@ -128,8 +130,12 @@ def messages(out: Path) -> tuple[dict[tuple[str, int], dict], list[dict], list[s
     return alerts, health, status
 
 
-def start_daemon(config: Path, notify: Path):
-    """`nrt run --config` as systemd would start it (NOTIFY_SOCKET, WATCHDOG_USEC)."""
+def start_daemon(config: Path, notify: Path, preexec_fn=None, log: Path | None = None):
+    """`nrt run --config` as systemd would start it (NOTIFY_SOCKET, WATCHDOG_USEC).
+
+    `preexec_fn` runs in the child before exec (resource limits, signal dispositions);
+    with `log` the output goes to that file (appended) instead of a pipe.
+    """
     import os
     import subprocess
     import sys
@@ -140,9 +146,10 @@ def start_daemon(config: Path, notify: Path):
     return subprocess.Popen(
         [sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if log is None else log.open("a"),
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=preexec_fn,
     )
 
 
@@ -178,3 +185,200 @@ def alerts_near(
         if a["record_number"] == record_number
         and abs((Time(a["trigger_time"]) - onset).sec) < within
     ]
+
+
+class Collector:
+    """A subscriber that survives broker outages: paho-mqtt, MQTT 5, persistent session, QoS 1.
+
+    It keeps every copy received (duplicates included), re-subscribes on every
+    connect (a broker restarted without persistence forgot the subscription),
+    and reconnects by itself.
+    """
+
+    def __init__(self, port: int, client_id: str = "fault-collector") -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.copies: list[tuple[str, dict]] = []
+        self.subscriptions = 0  # SUBACKs received: one per (re)connect
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.client.reconnect_delay_set(0.1, 1)
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.connect("127.0.0.1", port, keepalive=5, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        client.subscribe([("nrt/alerts/+", 1), ("nrt/health/+", 1)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subscriptions += 1
+
+    def _on_message(self, client, userdata, msg) -> None:
+        import json
+
+        with self._lock:
+            self.copies.append((msg.topic, json.loads(msg.payload)))
+
+    def alerts(self) -> dict[tuple[str, int], dict]:
+        """Alerts by (id, record_number), as a subscriber dropping duplicates sees them."""
+        with self._lock:
+            return {
+                (a["id"], a["record_number"]): a
+                for t, a in self.copies
+                if t.startswith("nrt/alerts/")
+            }
+
+    def health(self) -> list[dict]:
+        with self._lock:
+            return [h for t, h in self.copies if t.startswith("nrt/health/")]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def feed(files, inbox: Path, pause: float = 0.0) -> None:
+    """Rename telemetry files into the inbox, as the ground segment does."""
+    import os
+
+    inbox.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        os.rename(path, inbox / path.name)
+        if pause:
+            time.sleep(pause)
+
+
+def copy_telemetry(sim_dir: Path, out: Path) -> list[Path]:
+    """A private copy of the module's telemetry (tests move files; the source stays whole)."""
+    import shutil
+
+    from nrt.daemon.replay import ordered_files
+
+    out.mkdir(parents=True, exist_ok=True)
+    return [Path(shutil.copy2(p, out / p.name)) for p in ordered_files(sim_dir)]
+
+
+def nrt_cli(*args: str, check: bool = False):
+    """Run `python -m nrt.cli ARGS` without the test's NRT_* environment."""
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "nrt.cli", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NRT_")},
+    )
+
+
+def cache_verify(tmp_path: Path):
+    """`nrt cache verify` over the daemon's cache and state directories."""
+    return nrt_cli(
+        "cache",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--state-dir",
+        str(tmp_path / "state"),
+        "verify",
+    )
+
+
+def cache_checksums(cache: Path) -> dict[str, dict[str, str]]:
+    """{signature: {payload file: sha256}} from every manifest of a local cache tier."""
+    import json
+
+    found = {}
+    for manifest in cache.glob("??/*/manifest.json"):
+        m = json.loads(manifest.read_text())
+        if m.get("status", "ok") == "ok":
+            found[m["signature"]] = {name: f["sha256"] for name, f in m.get("files", {}).items()}
+    return found
+
+
+def product_digests(products: Path) -> dict[str, str]:
+    """{pointing/file: sha256 of every HDU's data} for the daemon's FITS products.
+
+    The data, not the file bytes: headers carry the time they were written.
+    """
+    import hashlib
+
+    import numpy as np
+    from astropy.io import fits
+
+    digests = {}
+    for path in sorted(products.glob("*/*.fits")):
+        h = hashlib.sha256()
+        with fits.open(path) as hdus:
+            for hdu in hdus:
+                if hdu.data is not None:
+                    h.update(np.ascontiguousarray(hdu.data).tobytes())
+        digests[f"{path.parent.name}/{path.name}"] = h.hexdigest()
+    return digests
+
+
+def daemon_log(daemon) -> str:
+    """Everything the daemon printed (waits for it to have exited)."""
+    return daemon.communicate()[0] if daemon.stdout is not None else ""
+
+
+class Running:
+    """One `nrt run` process: started, READY awaited; its output appended to `<workdir>/daemon.log`."""
+
+    _count = 0
+
+    def __init__(self, config: Path, workdir: Path, preexec_fn=None, ready: float = 60) -> None:
+        Running._count += 1
+        self.log_path = workdir / "daemon.log"
+        self.notify = Notifications(workdir / f"n{Running._count}.sock")
+        self.process = start_daemon(config, self.notify.path, preexec_fn, log=self.log_path)
+        try:
+            self.notify.wait_for("READY=1", ready)
+        except TimeoutError:
+            self.kill()
+            raise AssertionError(f"daemon not READY in {ready} s:\n{self.log()[-3000:]}") from None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as a crash or the OOM killer."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.notify.close()
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait: the exit status."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def committed_alerts(tmp_path: Path) -> dict[tuple[str, int], dict]:
+    """Every alert revision in the daemon's outbox, with its delivery state per sink."""
+    import json
+
+    out = nrt_cli(
+        "alerts", "list", "--json", "--outbox", str(tmp_path / "state" / "alerts-outbox.sqlite")
+    )
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return {(r["alert"]["id"], r["alert"]["record_number"]): r for r in rows}
