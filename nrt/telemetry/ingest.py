@@ -304,6 +304,34 @@ class IngestLog:
     def count_duplicate(self, source: str) -> None:
         self._count(source, "duplicate")
 
+    def prune(self, retain: float) -> int:
+        """Forget announced pointings' chunks whose data ended ``retain`` seconds before the
+        newest handled data; returns how many chunks were forgotten.
+
+        Keeps the record (and what ``records()`` loads at every start) to a window of
+        data instead of the whole mission. The limit: content handled longer ago than
+        that is no longer known, so a file re-delivered after it is handled again, and
+        a late chunk of a forgotten pointing announces that pointing anew with what
+        arrived since. Chunks of pointings never announced are kept.
+        """
+        (newest,) = self._db.execute("SELECT max(tstop) FROM chunks").fetchone()
+        if newest is None:
+            return 0
+        cutoff = newest - retain
+        with self._db:
+            stale = "tstop < ? AND pointing IN (SELECT pointing FROM announced)"
+            self._db.execute(
+                f"DELETE FROM pointing_spans WHERE sha256 IN (SELECT sha256 FROM chunks "
+                f"WHERE {stale})",
+                (cutoff,),
+            )
+            gone = self._db.execute(f"DELETE FROM chunks WHERE {stale}", (cutoff,)).rowcount
+            if gone:
+                self._db.execute(
+                    "DELETE FROM announced WHERE pointing NOT IN (SELECT pointing FROM chunks)"
+                )
+        return gone
+
     # ------------------------------------------------------------ inbox files
 
     def files_in(self, directory: Path) -> dict[str, FileIdentity]:
