@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
 
-.PHONY: demo test lint format bench clean $(addprefix bench-,$(BENCHES))
+.PHONY: demo test lint format bench faults clean $(addprefix bench-,$(BENCHES))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(addprefix bench-,$(BENCHES))
 
 $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-bench
 	$(BIN)/python tests/benchmarks/bench_$*.py
+
+# Fault injection, long versions (the short ones run in `make test`): the broker away
+# for 60 s, 50 SIGKILLs at random moments (about 10 min). Needs mosquitto; root for the tmpfs.
+faults: $(STAMP)
+	NRT_FAULT_OUTAGE=60 NRT_FAULT_KILLS=50 $(BIN)/python -m pytest -q --timeout=3600 tests/faults
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
