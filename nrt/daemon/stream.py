@@ -31,6 +31,14 @@ from nrt.telemetry.formats import read_chunk
 
 log = logging.getLogger(__name__)
 
+#: A chunk this far (s) behind the newest data of its kind is no reordering but a jump.
+#: One is late data (the detectors skip it); two in a row mean the newest time was wrong
+#: (a corrupted clock) or the stream restarted, and the detectors start afresh rather
+#: than skip every chunk from then on.
+JUMP_BACK = 600.0
+#: Seconds of recent chunks kept per kind, to look again at a chunk that came out of order.
+REWIND = 300.0
+
 PRELIMINARY = "preliminary"  # detectors.trigger.FLAG_PRELIMINARY
 VARIATION = "background_variation"  # detectors.trigger.FLAG_BACKGROUND_VARIATION
 
@@ -66,6 +74,9 @@ class StreamStage:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-stream")
         self.latest = latest
         self.alerts: dict[str, AlertRecord] = {}
+        self._newest: dict[str, float] = {}
+        self._behind: dict[str, int] = {}
+        self._recent: dict[str, list[Any]] = {}
         self._revising = asyncio.Lock()
 
     def reconfigure(self, trigger_config: Any) -> None:
@@ -79,10 +90,79 @@ class StreamStage:
     async def feed(self, chunk: Any, arrival: float) -> list[AlertRecord]:
         if self.detectors is None:
             return []
+        late = self._check_jump(chunk)
         loop = asyncio.get_running_loop()
-        triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
+        if late:
+            known = [r.trigger for r in self.alerts.values()]
+            triggers = await loop.run_in_executor(self._pool, self._look_again, chunk, known)
+        else:
+            triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
+        self._remember(chunk)
         found = [await self._alert(t, arrival, chunk.name) for t in triggers]
         return [r for r in found if r is not None]
+
+    def _check_jump(self, chunk: Any) -> bool:
+        """True for a chunk out of order (behind the newest data, by less than JUMP_BACK);
+        restarts the detectors when the data went back further twice in a row."""
+        kind, newest = chunk.kind, self._newest.get(chunk.kind)
+        if newest is not None and chunk.tstop < newest - JUMP_BACK:
+            self._behind[kind] = self._behind.get(kind, 0) + 1
+            if self._behind[kind] < 2:
+                log.warning(
+                    "%s is %.0f s behind the newest %s data: late, skipped by the stream "
+                    "detectors (the pointing's quick-look still uses it)",
+                    chunk.name,
+                    newest - chunk.tstop,
+                    kind,
+                )
+                return False
+            log.error(
+                "%s data went back %.0f s twice in a row (now %s): the newest time was wrong "
+                "(a clock jump?) or the stream restarted; stream detectors restarted",
+                kind,
+                newest - chunk.tstop,
+                chunk.name,
+            )
+            self.detectors = hook("stream_triggers")(self.config)
+            self._newest.clear()
+            self._recent.clear()
+        self._behind[kind] = 0
+        late = newest is not None and chunk.tstart < newest - 1e-6
+        self._newest[kind] = max(self._newest.get(kind, chunk.tstop), chunk.tstop)
+        return late
+
+    def _remember(self, chunk: Any) -> None:
+        kept = self._recent.setdefault(chunk.kind, [])
+        kept.append(chunk)
+        horizon = self._newest[chunk.kind] - REWIND - JUMP_BACK
+        kept[:] = [c for c in kept if c.tstop >= horizon]
+
+    def _look_again(self, late: Any, known: list[Any]) -> list[Any]:
+        """A chunk that arrived after its successors: the running detectors cannot take it
+        (their time only goes forward), so fresh ones run over it and the chunks around it,
+        in time order. Triggers inside it that no alert covers yet are returned."""
+        log.info("%s arrived out of order: looking at it again with its neighbours", late.name)
+        fresh = hook("stream_triggers")(self.config)
+        around = {
+            c.name: c
+            for c in self._recent.get(late.kind, [])
+            if c.tstop > late.tstart - REWIND and c.name != late.name
+        }
+        around[late.name] = late
+        found = []
+        for chunk in sorted(around.values(), key=lambda c: c.tstart):
+            found += fresh.push(chunk)
+        found += fresh.flush()
+        return [
+            t
+            for t in found
+            if late.tstart - 1.0 <= t.time_met <= late.tstop + 1.0
+            and not any(
+                k.instrument == t.instrument
+                and abs(k.time_met - t.time_met) <= max(k.timescale, t.timescale) + 1.0
+                for k in known
+            )
+        ]
 
     async def warm_up(self, records: list[Any], span: float = 700.0) -> int:
         """After a restart, feed the last `span` seconds of already-handled data again.
