@@ -42,7 +42,7 @@ def parse_message(payload: bytes, topic: str) -> tuple[Alert, dict]:
     """The alert in a JSON message, with a clear error naming the topic if it is not one."""
     try:
         document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a huge int, deep nesting
         raise AlertFormatError(f"message on {topic} is not JSON: {exc}") from exc
     return Alert.from_json(document, source=f"message on {topic}"), document
 

@@ -292,18 +292,26 @@ class Alert:
         for required in ("id", "record_number", "alert_type", "alert_tense", "instrument"):
             if required not in kwargs:
                 raise AlertFormatError(f"{source}: field {required!r} is missing")
-        if "rate_energy_range" in kwargs:
-            kwargs["rate_energy_range"] = tuple(kwargs["rate_energy_range"])
-        kwargs["flags"] = tuple(kwargs.get("flags", ()))
-        if "ra" in data:
-            kwargs["localization"] = Localization.coerce(data)
-        ivorn = data.get("ivorn", "")
-        if "#" in ivorn:
-            kwargs["ivorn_base"] = ivorn.split("#", 1)[0]
+        # A received message is outside data: wrong types are a format error, not a crash
+        # (and `id`, `record_number` must be hashable: subscribers deduplicate on them).
+        if not isinstance(kwargs["id"], str) or not kwargs["id"]:
+            raise AlertFormatError(f"{source}: field 'id' must be a non-empty string")
+        if type(kwargs["record_number"]) is not int:
+            raise AlertFormatError(f"{source}: field 'record_number' must be an integer")
         try:
+            if "rate_energy_range" in kwargs:
+                kwargs["rate_energy_range"] = tuple(kwargs["rate_energy_range"])
+            kwargs["flags"] = tuple(kwargs.get("flags", ()))
+            if "ra" in data:
+                kwargs["localization"] = Localization.coerce(data)
+            ivorn = data.get("ivorn", "")
+            if "#" in ivorn:
+                kwargs["ivorn_base"] = ivorn.split("#", 1)[0]
             return cls(**kwargs)
-        except TypeError as exc:
+        except AlertFormatError as exc:
             raise AlertFormatError(f"{source}: {exc}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise AlertFormatError(f"{source}: a field has the wrong type ({exc})") from exc
 
 
 def _measurements(trigger: TriggerRecord) -> dict[str, Any]:
