@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
 
-.PHONY: demo test lint format bench faults clean $(addprefix bench-,$(BENCHES))
+.PHONY: demo test lint format bench faults fuzz clean $(addprefix bench-,$(BENCHES))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-bench
 # for 60 s, 50 SIGKILLs at random moments (about 10 min). Needs mosquitto; root for the tmpfs.
 faults: $(STAMP)
 	NRT_FAULT_OUTAGE=60 NRT_FAULT_KILLS=50 $(BIN)/python -m pytest -q --timeout=3600 tests/faults
+
+# Nightly-sized fuzzing of every parser of outside data (>= 1e5 inputs, ~15 min):
+# prints inputs per parser, rejections by reason, crashes and hangs (must be 0).
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
