@@ -163,7 +163,13 @@ class Daemon:
                 )
             )
         if c.mqtt.enabled and c.mqtt.telemetry:
-            broker = BrokerConfig(url=c.mqtt.url, prefix=c.mqtt.prefix)
+            broker = BrokerConfig(  # the same TLS trust and client certificate as alerts
+                url=c.mqtt.url,
+                prefix=c.mqtt.prefix,
+                ca_file=Path(c.mqtt.ca_file) if c.mqtt.ca_file else None,
+                cert_file=Path(c.mqtt.cert_file) if c.mqtt.cert_file else None,
+                key_file=Path(c.mqtt.key_file) if c.mqtt.key_file else None,
+            )
             found.append(
                 MqttSource(
                     queue,
