@@ -422,6 +422,8 @@ class Quarantine:
 
     def _free_name(self, name: str) -> str:
         base = sanitize_name(name)
+        if base.endswith(".reason"):  # refused bytes must never pose as a reason record
+            base += "_"
         candidate, n = base, 1
         while os.path.lexists(self.directory / candidate) or os.path.lexists(
             self.directory / f"{candidate}.reason"
