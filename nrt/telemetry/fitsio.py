@@ -229,6 +229,14 @@ def table_columns(hdu: HDU, data: bytes, label: str) -> dict[str, np.ndarray]:
         )
     if len(set(names)) != len(names):
         raise TelemetryError(label, ext, "duplicate column names", "give each column its own name")
+    if nrows < 0 or rowlen * nrows > min(hdu.data_size, len(data) - hdu.data_offset):
+        # e.g. a BITPIX other than 8 makes the header promise less data than the rows need
+        raise TelemetryError(
+            label,
+            f"{ext} data",
+            f"{nrows} rows of {rowlen} bytes do not fit in the {hdu.data_size} data bytes",
+            "write BITPIX = 8 and NAXIS1/NAXIS2 that match the table",
+        )
     struct = np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": rowlen})
     rows = np.frombuffer(data, dtype=struct, count=nrows, offset=hdu.data_offset)
     return {
