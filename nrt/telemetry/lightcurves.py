@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from nrt.telemetry.errors import TelemetryError
-from nrt.telemetry.fitsio import HDU, table_columns, walk_hdus
+from nrt.telemetry.fitsio import HDU, header_number, table_columns, walk_hdus
 
 MAX_BYTES = 1024**3
 _GAP_FACTOR = 1.5
@@ -154,7 +154,10 @@ def _find_table(hdus: list[HDU], label: str) -> HDU:
     tables = [h for h in hdus[1:] if str(h.header.get("XTENSION", "")).strip() == "BINTABLE"]
 
     def names(h: HDU) -> set[str]:
-        count = int(h.header.get("TFIELDS", 0))
+        where = h.extname or "table"
+        count = header_number(h.header, "TFIELDS", label, where, 0, integer=True)
+        if not 0 <= count <= 999:  # TFIELDS = 1E308 would loop for ever
+            raise TelemetryError(label, f"{where} TFIELDS", f"is {count}", "use 0-999 columns")
         return {str(h.header.get(f"TTYPE{i}", "")).strip().upper() for i in range(1, count + 1)}
 
     usable = [h for h in tables if "TIME" in names(h) and names(h) & set(_COUNT_COLUMNS)]
