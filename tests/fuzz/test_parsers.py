@@ -91,3 +91,31 @@ def test_bugs_found_by_fuzzing_stay_fixed(name: str, data: bytes | None, expect:
     outcome = TARGETS[name].run(data)
     assert outcome.status == "rejected", outcome
     assert expect.split()[0] in outcome.reason or expect in outcome.reason, outcome
+
+
+def _with_card(data: bytes, hdu: int, key: str, value: str) -> bytes:
+    """`data` with the value of `key` in header number `hdu` replaced."""
+    from tests.fuzz import mutations
+
+    cards = mutations.card_offsets(data)
+    hits = [i for i, (_, k) in enumerate(cards) if k == key]
+    return mutations._apply(data, cards, ("value", hits[hdu], value))
+
+
+def test_a_table_whose_bitpix_promises_too_little_data_is_refused() -> None:
+    """Was a bare ValueError from numpy.frombuffer (BITPIX 16 on a BINTABLE)."""
+    from tests.fuzz import seeds
+
+    # BITPIX 2 makes the header promise 0 data bytes: the file ends with the table's header
+    data = _with_card(seeds.chunks()["hk"], 1, "BITPIX", "2")[: 2 * 2880]
+    outcome = TARGETS["fitsio"].run(data)
+    assert outcome.status == "rejected" and "do not fit" in outcome.reason, outcome
+
+
+def test_a_light_curve_with_tfields_1e308_is_refused_at_once() -> None:
+    """Was a loop over 1e308 column numbers (a hang)."""
+    from tests.fuzz import seeds
+
+    data = _with_card(seeds.lightcurve_fits(), 0, "TFIELDS", "1E308")
+    outcome = TARGETS["read_lightcurve"].run(data)
+    assert outcome.status == "rejected" and "TFIELDS" in outcome.reason, outcome
