@@ -152,6 +152,7 @@ def chunk_name_target() -> Target:
 
     payload = seeds.chunks()["acs"]
     names = st.one_of(
+        st.integers(0, 10**7).map(lambda n: f"acs_025600010010_{n:06d}.fits"),  # accepted
         st.text(max_size=300),
         st.sampled_from(["", ".", "..", "../acs_025600010010_000001.fits", "/etc/passwd"]),
         st.from_regex(
