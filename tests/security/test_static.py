@@ -6,8 +6,8 @@ jsonpickle, marshal and shelve imports; eval, exec and compile calls; yaml.load 
 unsafe_load / full_load; np.load with allow_pickle=True; pandas.read_pickle, torch.load,
 joblib.load; subprocess with shell=True or create_subprocess_shell. Dynamic imports
 (importlib.import_module) are allowed only where the module name comes from the
-operator (CLI table, --element, iRODS session factory), and the list is pinned so a new
-one must be reviewed.
+operator (the CLI command table, `nrt reprocess --graph`, NRT_IRODS_SESSION_FACTORY), and
+the list is pinned so a new one must be reviewed.
 """
 
 from __future__ import annotations
