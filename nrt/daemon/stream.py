@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nrt import metrics
@@ -250,6 +250,11 @@ class StreamStage:
     async def _finalize(self, record: AlertRecord, final: Any) -> None:
         """The group ended: refine the alert, or retract it if the rate stayed up."""
         record.trigger = final
+        if PRELIMINARY not in record.alert.flags:
+            # Finalized before a restart: the warm-up measured it again, from a different
+            # detector history, so slightly differently; a new record would only repeat it.
+            log.info("alert %s was finalized before the restart", record.alert.id)
+            return
         if VARIATION in final.flags:
             reason = "probable background variation: the rate stayed up after the excess"
             await self.revise(record, lambda a: a.retracted(reason))
@@ -264,6 +269,11 @@ class StreamStage:
             if latest.alert_type == "retraction":
                 return None
             revision = make(latest)
+            if _same_content(revision, latest):
+                # A restart found the same thing again (warm-up, localization): the
+                # revision that says it is already committed; a new record would repeat it.
+                log.info("alert %s record %d already says this", latest.id, latest.record_number)
+                return None
             if await self.submit(revision):
                 record.alert = revision
                 metrics.ALERTS.labels(revision.instrument, revision.alert_type).inc()
@@ -283,3 +293,16 @@ class StreamStage:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _same_content(revision: Alert, latest: Alert) -> bool:
+    """Whether `revision` only repeats `latest` (all but its number and time equal)."""
+    return (
+        replace(
+            revision,
+            record_number=latest.record_number,
+            alert_datetime=latest.alert_datetime,
+            alert_type=latest.alert_type,
+        )
+        == latest
+    )
