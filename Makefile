@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
 
-.PHONY: demo test lint format bench faults fuzz clean $(addprefix bench-,$(BENCHES))
+.PHONY: demo test lint format bench soak faults fuzz clean $(addprefix bench-,$(BENCHES))
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,10 +39,14 @@ bench: $(addprefix bench-,$(BENCHES))
 $(addprefix bench-,$(BENCHES)): bench-%: $(VENV)/.installed-bench
 	$(BIN)/python tests/benchmarks/bench_$*.py
 
+# Seven simulated days through the live daemon (about 20 min); prints the README table.
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.soak --days 7
+
 # Fault injection, long versions (the short ones run in `make test`): the broker away
 # for 60 s, 50 SIGKILLs at random moments (about 10 min). Needs mosquitto; root for the tmpfs.
 faults: $(STAMP)
-	NRT_FAULT_OUTAGE=60 NRT_FAULT_KILLS=50 $(BIN)/python -m pytest -q --timeout=3600 tests/faults
+	NRT_FAULT_LONG=1 NRT_FAULT_OUTAGE=60 NRT_FAULT_KILLS=50 $(BIN)/python -m pytest -q --timeout=3600 tests/faults
 
 # Nightly-sized fuzzing of every parser of outside data (>= 1e5 inputs, ~15 min):
 # prints inputs per parser, rejections by reason, crashes and hangs (must be 0).
