@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 #: A live daemon keeps this many recent alerts and pointing results in memory (for its
 #: status line and the alert-latency metric); a replay keeps all of them for its summary.
 RECENT = 1000
+#: An announced pointing quiet for this many grace periods leaves the
+#: tracker's memory; a late chunk brings it back from the ingest log (one indexed query).
+TRACKER_RETAIN = 4
 #: Seconds of data the ingest log keeps for announced pointings (as the tracker's retain).
 INGEST_RETAIN = 2 * 86400.0
 
@@ -213,7 +216,8 @@ class Daemon:
         publisher = self._publisher()
         await publisher.start()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
-        tracker = PointingTracker(ingest, grace=self.config.quicklook.grace)
+        grace = self.config.quicklook.grace
+        tracker = PointingTracker(ingest, grace=grace, retain=TRACKER_RETAIN * grace)
         self.stream = StreamStage(
             self.config.trigger,
             self.config.alerts.tense,
@@ -222,7 +226,11 @@ class Daemon:
             latest=publisher.latest,
         )
         self.pointings = PointingStage(
-            self.config, cache, publisher.publish_health, products=self.layout.products
+            self.config,
+            cache,
+            publisher.publish_health,
+            products=self.layout.products,
+            done=self.layout.state / "quicklook-done",
         )
         self.localization = LocalizationStage(self.stream.revise)
         sources = self._sources(queue, ingest, quarantine)
@@ -233,7 +241,13 @@ class Daemon:
             asyncio.create_task(self._maintain(cache, ingest), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
         ]
-        for ready in tracker.restore():
+        resumed = tracker.restore()
+        announced = ingest.announced()
+        for pointing in set(tracker.pointings()) - {r.pointing for r in resumed}:
+            # Announced, but its quick-look did not finish (killed during it): again.
+            if pointing in announced and self.pointings.done(pointing) != announced[pointing]:
+                resumed.append(tracker.ready(pointing, "resumed"))
+        for ready in resumed:
             self.pointings.submit(ready)
         if self.replay is None:
             await self.stream.warm_up(ingest.records())  # before any new chunk reaches them
