@@ -47,9 +47,13 @@ class PointingStage:
         cache: Cache,
         publish_health: Callable[[str, dict], Awaitable[None]] | None = None,
         products: Path | None = None,
+        done: Path | None = None,
     ) -> None:
         self.config = config
         self.products = products
+        #: One file per pointing holding the digest of the file set its quick-look last
+        #: finished with; the daemon hands on again, at start, what a crash cut short.
+        self.done_dir = done
         self.cache = cache
         self.publish_health = publish_health
         self.executor = LocalExecutor(max_workers=2)
@@ -93,7 +97,29 @@ class PointingStage:
             metrics.QUICKLOOK_RUNS.labels(result.outcome).inc()
             metrics.QUICKLOOK_SECONDS.observe(result.seconds)
             self.results.append(result)
+            if result.outcome != "error":
+                self._mark_done(ready)
             await self._publish(result)
+
+    def done(self, pointing: str) -> str | None:
+        """The digest of the file set `pointing`'s quick-look last finished with."""
+        if self.done_dir is None:
+            return None
+        try:
+            return (self.done_dir / pointing).read_text().strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def _mark_done(self, ready: Any) -> None:
+        if self.done_dir is None:
+            return
+        try:
+            self.done_dir.mkdir(parents=True, exist_ok=True)
+            staging = self.done_dir / f".{ready.pointing}.tmp"
+            staging.write_text(ready.digest)
+            staging.replace(self.done_dir / ready.pointing)
+        except OSError as exc:  # only costs a repeated quick-look after a restart
+            log.warning("could not record pointing %s as done: %s", ready.pointing, exc)
 
     def _compute(self, ready: Any) -> PointingResult:
         try:

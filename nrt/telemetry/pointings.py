@@ -310,6 +310,22 @@ class PointingTracker:
             update=update,
         )
 
+    def ready(self, pointing: str, reason: str) -> PointingReady:
+        """`pointing` with its current files, to hand on again without announcing it anew
+        (its quick-look was cut short by a crash)."""
+        state = self._pointings[pointing]
+        span = state.span if state.closed else None
+        return PointingReady(
+            pointing=pointing,
+            reason=reason,
+            digest=state.digest,
+            tstart=span[0] if span else None,
+            tstop=span[1] if span else None,
+            roots=self.roots(pointing),
+            gaps=self.gaps(pointing),
+            update=state.announced is not None,
+        )
+
     # ------------------------------------------------------------ root elements
 
     def pointings(self) -> list[str]:
