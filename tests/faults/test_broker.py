@@ -1,6 +1,6 @@
 """The broker goes away while alerts are being raised: every alert still arrives, once per id.
 
-Three ways: mosquitto stopped for ``NRT_FAULT_OUTAGE`` seconds (3 in `make test`,
+Four ways, two per run: mosquitto stopped for ``NRT_FAULT_OUTAGE`` seconds (3 in `make test`,
 60 in `make faults`); mosquitto killed and restarted with its persistence wiped
 (it forgets every session and retained message); the network cut by a TCP proxy
 between the daemon and the broker, once with connection resets and once as a
@@ -16,8 +16,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-
-import pytest
 
 from tests.daemon.harness import (
     Collector,
@@ -35,17 +33,26 @@ from tests.support.services import free_port, require_binary
 from tests.support.tcpproxy import TcpProxy
 
 
-def _first_burst_split(files, truth) -> int:
-    """Index of the first file after the first bright burst (plus a minute of margin)."""
-    first = min(b["onset"] for b in truth["grbs"] if unmissable(b)) + 60
+def _seq(path) -> int:
+    return int(path.stem.rsplit("_", 1)[1])
+
+
+def _phases(files, truth) -> list[list]:
+    """Three slices of the feed: no burst; the first bright burst; the other bright bursts."""
     start = truth["pointings"][0]["tstart"]
-    seq = int((first - start) // 5) + 2
-    return next(i for i, p in enumerate(files) if int(p.stem.rsplit("_", 1)[1]) > seq)
+    seqs = sorted(int((b["onset"] - start) // 5) + 1 for b in truth["grbs"] if unmissable(b))
+    first, mid = seqs[0] - 5, (seqs[0] + seqs[1]) // 2
+    return [
+        [p for p in files if _seq(p) < first],
+        [p for p in files if first <= _seq(p) < mid],
+        [p for p in files if _seq(p) >= mid],
+    ]
 
 
-def _check_delivery(tmp_path, collector: Collector, truth, timeout: float) -> dict:
-    """Wait until the subscriber holds every committed revision; check one id per burst."""
-    bright = [b for b in truth["grbs"] if unmissable(b)]
+def _check_delivery(tmp_path, collector: Collector, truth, timeout: float, until=None) -> dict:
+    """Wait until the subscriber holds every committed revision; check one id per burst
+    (the bright bursts before data time `until`)."""
+    bright = [b for b in truth["grbs"] if unmissable(b) and (until is None or b["onset"] < until)]
 
     def delivered():
         got = collector.alerts()
@@ -77,10 +84,9 @@ def _check_delivery(tmp_path, collector: Collector, truth, timeout: float) -> di
     return got
 
 
-def _outage_run(
-    tmp_path, telemetry, broker, broker_url, break_link, mend_link, outage, on_collector=None
-):
-    """Feed up to after the first burst; break the link; feed the rest; mend it after `outage`."""
+def _outage_run(tmp_path, telemetry, broker, broker_url, faults, outage, on_collector=None):
+    """Two faults in one run: each `(break, mend)` pair is applied while one slice of the
+    feed, holding bright bursts, goes in; the link is mended after `outage` seconds."""
     sim_dir, truth = telemetry
     files = copy_telemetry(sim_dir, tmp_path / "sim")
     port = free_port()
@@ -89,22 +95,28 @@ def _outage_run(
     if on_collector is not None:
         on_collector(collector)
     daemon = Running(config, tmp_path)
+    start = truth["pointings"][0]["tstart"]
     try:
-        split = _first_burst_split(files, truth)
-        feed(files[:split], tmp_path / "inbox")
-        wait_until(lambda: len(collector.alerts()) >= 1, 60, "the first alert before the fault")
-        break_link()
-        broken = time.monotonic()
-        feed(files[split:], tmp_path / "inbox")
-        # Alerts are raised while the link is down: they wait in the outbox.
-        wait_until(
-            lambda: (metric(port, 'nrt_outbox_pending{sink="mqtt"}') or 0) > 0,
-            max(outage, 5) + 30,
-            "alerts pending in the outbox during the outage",
-        )
-        time.sleep(max(0.0, outage - (time.monotonic() - broken)))
-        mend_link()
-        got = _check_delivery(tmp_path, collector, truth, timeout=90)
+        quiet, *slices = _phases(files, truth)
+        feed(quiet, tmp_path / "inbox")
+        for (break_link, mend_link), part in zip(faults, slices, strict=True):
+            before = len(committed_alerts(tmp_path))
+            break_link()
+            broken = time.monotonic()
+            feed(part, tmp_path / "inbox")
+            # Alerts are raised while the link is down: they wait in the outbox.
+            wait_until(
+                lambda before=before: (
+                    len(committed_alerts(tmp_path)) > before
+                    and (metric(port, 'nrt_outbox_pending{sink="mqtt"}') or 0) > 0
+                ),
+                max(outage, 5) + 30,
+                "alerts pending in the outbox during the outage",
+            )
+            time.sleep(max(0.0, outage - (time.monotonic() - broken)))
+            mend_link()
+            until = start + 5 * _seq(part[-1])
+            got = _check_delivery(tmp_path, collector, truth, timeout=90, until=until)
         assert daemon.stop() == 0
         return got, daemon.log()
     finally:
@@ -112,48 +124,43 @@ def _outage_run(
         collector.close()
 
 
-def test_broker_stopped_during_alerts(tmp_path, telemetry, mosquitto, fault):
-    got, _log = _outage_run(
-        tmp_path, telemetry, mosquitto, mosquitto.url, mosquitto.stop, mosquitto.start, fault.outage
-    )
-    assert any(a.get("ra") is not None for a in got.values()), "the localization update too"
+def test_broker_stopped_then_restarted_wiped(tmp_path, telemetry, mosquitto, fault):
+    """First mosquitto stops (its persistence kept) while the first burst is alerted; then
+    it crashes and comes back empty (no sessions, no retained messages) during the next.
 
-
-def test_broker_restarted_with_persistence_wiped(tmp_path, telemetry, mosquitto, fault):
-    """The broker crashes and comes back empty: no sessions, no retained messages.
-
-    The daemon reaches it through a proxy that opens only once the subscriber has
-    subscribed again (else messages sent in between have nobody to go to: MQTT's
-    rule, not the daemon's fault).
+    The daemon reaches it through a proxy that, after the wipe, opens only once the
+    subscriber has subscribed again (else messages sent in between have nobody to go
+    to: MQTT's rule, not the daemon's fault).
     """
     import signal
 
     proxy = TcpProxy(mosquitto.port).start()
-    collector_ready = []
+    collectors = []
 
     def crash_and_wipe():
         proxy.cut("reset")
         mosquitto.stop(signal.SIGKILL)
         shutil.rmtree(mosquitto.workdir / "data")
 
-    def come_back():
+    def come_back_empty():
+        subscribed = collectors[0].subscriptions
         mosquitto.start()
-        wait_until(lambda: collector_ready[0].subscriptions >= 2, 30, "the subscriber back")
+        wait_until(lambda: collectors[0].subscriptions > subscribed, 30, "the subscriber back")
         proxy.restore()
 
     try:
-        _outage_run(
+        got, _log = _outage_run(
             tmp_path,
             telemetry,
             mosquitto,
             f"mqtt://127.0.0.1:{proxy.port}",
-            crash_and_wipe,
-            come_back,
+            [(mosquitto.stop, mosquitto.start), (crash_and_wipe, come_back_empty)],
             fault.outage,
-            on_collector=collector_ready.append,
+            on_collector=collectors.append,
         )
     finally:
         proxy.stop()
+    assert any(a.get("ra") is not None for a in got.values()), "the localization update too"
     # The broker forgot the retained status; the daemon set it again on reconnect, and
     # its last word on stopping is there.
     status = subprocess.run(
@@ -174,19 +181,22 @@ def test_broker_restarted_with_persistence_wiped(tmp_path, telemetry, mosquitto,
     assert '"offline"' in status.stdout, status
 
 
-@pytest.mark.parametrize("how", ["reset", "blackhole"])
-def test_network_cut_between_daemon_and_broker(tmp_path, telemetry, mosquitto, fault, how):
+def test_network_cut_reset_then_blackhole(tmp_path, telemetry, mosquitto, fault):
+    """A TCP proxy between daemon and broker: first connections reset (and refused while
+    cut), then a black hole (bytes dropped, connections left open)."""
     proxy = TcpProxy(mosquitto.port).start()
     try:
-        _got, _log = _outage_run(
+        _outage_run(
             tmp_path,
             telemetry,
             mosquitto,
             f"mqtt://127.0.0.1:{proxy.port}",
-            lambda: proxy.cut(how),
-            proxy.restore,
+            [
+                (lambda: proxy.cut("reset"), proxy.restore),
+                (lambda: proxy.cut("blackhole"), proxy.restore),
+            ],
             fault.outage,
         )
-        assert proxy.connections >= 2, "the daemon must have reconnected through the proxy"
+        assert proxy.connections >= 3, "the daemon must have reconnected after each cut"
     finally:
         proxy.stop()
