@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--days", type=float, default=7.0)
     ap.add_argument("--day-hours", type=float, default=24.0)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/nrt-soak"))
-    ap.add_argument("--reference-day", type=int, default=2, help="0-based day to compare with")
+    ap.add_argument("--reference-day", type=int, default=1, help="0-based day to compare with")
     ap.add_argument("--render", action="store_true", help="Print the table of the last run again.")
     args = ap.parse_args(argv)
     # Stopped by SIGTERM (a background job ignores SIGINT): still stop the daemon and broker.
