@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlite_utils
 
+from nrt import products
+
 log = logging.getLogger(__name__)
 
 PRODUCT_COLUMNS = {
@@ -52,7 +54,9 @@ def _product_row(manifest: dict[str, Any], tiers: set[str]) -> dict[str, Any]:
         "created": manifest.get("created", now),
         "last_access": now,
         "run_seconds": manifest.get("run_seconds"),
-        "size": sum(f["size"] for f in manifest.get("files", {}).values()),
+        # Payloads plus the manifest itself: gc's byte budget is what the entry takes on disk.
+        "size": sum(f["size"] for f in manifest.get("files", {}).values())
+        + len(products.dumps_manifest(manifest)),
         "tiers": json.dumps(sorted(tiers)),
         "status": manifest.get("status", "ok"),
         "expires": manifest.get("expires"),
