@@ -111,6 +111,7 @@ class Daemon:
         self.on_progress = on_progress
         self.summary = Summary()
         self.stop_event: asyncio.Event | None = None
+        self.failed = False
         self._data_span: list[float] = []
         self._arrivals: dict[str, float] = {}
 
@@ -253,6 +254,7 @@ class Daemon:
             await self.stream.warm_up(ingest.records())  # before any new chunk reaches them
         tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
         consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
+        consumer.add_done_callback(lambda task: self._consumer_ended(task, stop))
         await self._wait_ready(publisher, sources)
         self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
         log.info(
@@ -270,7 +272,8 @@ class Daemon:
                 await asyncio.wait_for(task, timeout=10)
         if self.replay is None:
             await queue.put(END)
-        await consumer
+        with contextlib.suppress(Exception):  # a failed consumer was logged when it ended
+            await consumer
         await asyncio.wait_for(self.localization.drain(), None if self.replay is not None else 30)
         if self.replay is not None:
             for ready in tracker.poll() + tracker.flush():
@@ -296,7 +299,7 @@ class Daemon:
             self.summary.data_seconds = max(self._data_span) - min(self._data_span)
         for source in sources:
             self.summary.problems += getattr(source, "problems", [])
-        return 0
+        return 1 if self.failed else 0
 
     async def _wait_ready(
         self, publisher: Publisher, sources: list[Any], timeout: float = 10.0
@@ -339,19 +342,29 @@ class Daemon:
                 log.exception("stream detectors failed on %s", chunk.name)
                 records = []
             self.summary.alerts += records
-            if chunk.kind in ("isgri", "pointing"):
-                self.localization.add(chunk)
             try:
+                if chunk.kind in ("isgri", "pointing"):
+                    self.localization.add(chunk)
                 for ready in tracker.add(chunk):
                     self.pointings.submit(ready)
             except LookupError as exc:
                 log.error("pointing tracker: %s", exc)
+            except Exception:  # one chunk must never stop the consumer: the daemon would stall
+                log.exception("handling %s after the stream detectors failed; going on", chunk.name)
             if self.summary.chunks % 100 == 0:
                 self._forget_old()
                 self.notifier.status(
                     f"{self.summary.chunks} chunks, {len(self.stream.alerts)} alerts, "
                     f"{self.pointings.running} pointings running"
                 )
+
+    def _consumer_ended(self, task: asyncio.Task, stop: asyncio.Event) -> None:
+        """The consumer died: stop (exit 1, systemd restarts us) rather than stall silently."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("the chunk consumer failed; stopping", exc_info=task.exception())
+        self.failed = True
+        stop.set()
 
     def _forget_old(self) -> None:
         """Bound what a long-running daemon remembers: the last ``RECENT`` of each."""

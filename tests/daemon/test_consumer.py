@@ -1,0 +1,38 @@
+"""One chunk that breaks a stage must not stall the daemon: it logs and goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from nrt import config as configuration
+from nrt.daemon import Daemon
+from nrt.daemon.localization import LocalizationStage
+
+
+def test_a_failing_stage_does_not_stop_the_consumer(tmp_path, telemetry, monkeypatch, caplog):
+    sim_dir, _truth = telemetry
+    calls = {"n": 0}
+    original = LocalizationStage.add
+
+    def flaky(self, chunk):
+        calls["n"] += 1
+        if calls["n"] % 50 == 1:
+            raise RuntimeError("injected failure")
+        return original(self, chunk)
+
+    monkeypatch.setattr(LocalizationStage, "add", flaky)
+    base = configuration.Config()
+    config = dataclasses.replace(
+        base,
+        paths=dataclasses.replace(base.paths, state=str(tmp_path / "s"), cache=str(tmp_path / "c")),
+        mqtt=dataclasses.replace(base.mqtt, enabled=False),
+        metrics=dataclasses.replace(base.metrics, listen=""),
+        quicklook=dataclasses.replace(base.quicklook, enabled=False),
+    )
+    daemon = Daemon(config, replay=sim_dir)
+    assert asyncio.run(daemon.run()) == 0
+    n_files = len([p for p in sim_dir.iterdir() if p.suffix == ".fits"])
+    assert daemon.summary.chunks == n_files
+    assert calls["n"] > 50 and "injected failure" in caplog.text
+    assert daemon.summary.alerts, "alerts still flow"
