@@ -22,15 +22,14 @@ from detectors.config import TriggerConfig
 from detectors.ratetrigger import DEFAULT_BANDS, RateTrigger
 from detectors.trigger import Trigger
 from nrt import metrics
+from nrt.telemetry.formats import tt_time
 
 ISGRI_BIN = 0.05  # s
 
 
 def _utc(mjdref: float):
     def convert(seconds: float) -> str:
-        from astropy.time import Time
-
-        return Time(mjdref, seconds / 86400.0, format="mjd", scale="tt").utc.isot + "Z"
+        return tt_time(seconds, mjdref).utc.isot + "Z"
 
     return convert
 

@@ -88,9 +88,9 @@ class Progress:
 
 
 def _utc(tt_seconds: float):
-    from astropy.time import Time
+    from nrt.telemetry.formats import tt_time
 
-    return Time(51544.0, tt_seconds / 86400.0, format="mjd", scale="tt").utc
+    return tt_time(tt_seconds).utc
 
 
 def burst_table(truth: dict[str, Any], summary: Any, updates: list[Any]) -> list[str]:

@@ -34,7 +34,7 @@ from nrt.daemon.replay import END, ReplaySource
 from nrt.daemon.stream import AlertRecord, StreamStage
 from nrt.systemd import Notifier, watchdog_interval
 from nrt.telemetry.inbox import InboxSource
-from nrt.telemetry.ingest import IngestLog, Quarantine
+from nrt.telemetry.ingest import IngestLog, Quarantine, absolute_seconds
 from nrt.telemetry.mqttsource import MqttSource
 from nrt.telemetry.pointings import PointingTracker
 
@@ -331,7 +331,7 @@ class Daemon:
             arrival = time.monotonic()
             self.summary.chunks += 1
             metrics.TELEMETRY_FILES.labels(chunk.kind, "accepted").inc()
-            data_unix = _IJD_TO_UNIX + chunk.tstop + (chunk.mjdref - 51544.0) * 86400.0
+            data_unix = _IJD_TO_UNIX + absolute_seconds(chunk.tstop, chunk.mjdref)
             metrics.TELEMETRY_LAG.labels(chunk.kind).set(time.time() - data_unix)
             self._data_span += [chunk.tstart, chunk.tstop]
             if len(self._data_span) > 2:

@@ -74,6 +74,15 @@ INSTRUMENTS: dict[str, str] = {
 
 #: INTEGRAL Julian Date origin: MJD 51544.0 TT (2000-01-01T00:00:00 TT).
 MJDREF_IJD = 51544.0
+
+
+def tt_time(seconds: Any, mjdref: float = MJDREF_IJD):
+    """Seconds (TT) since ``mjdref`` (default: the INTEGRAL epoch) as an astropy ``Time``."""
+    from astropy.time import Time
+
+    return Time(mjdref, np.asarray(seconds, dtype=float) / 86400.0, format="mjd", scale="tt")
+
+
 #: SPI-ACS native bin width (s).
 ACS_TIMEDEL = 0.05
 #: files larger than this are refused before a byte is read (1e6 events are ~16 MB).
@@ -135,11 +144,7 @@ class Chunk:
 
     def to_time(self, seconds: Any):
         """Seconds since ``mjdref`` (TT) as an astropy ``Time``."""
-        from astropy.time import Time
-
-        return Time(
-            self.mjdref, np.asarray(seconds, dtype=float) / 86400.0, format="mjd", scale="tt"
-        )
+        return tt_time(seconds, self.mjdref)
 
 
 # --------------------------------------------------------------------------- file names

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from astropy.time import Time
 
+from nrt.telemetry.formats import tt_time
 from nrt.telemetry.simulator import simulate
 
 SEED, HOURS, GRB_RATE = 12, 0.5, 400.0
@@ -22,7 +23,7 @@ def unmissable(burst: dict) -> bool:
 
 
 def utc_of(tt_seconds: float) -> Time:
-    return Time(51544.0, tt_seconds / 86400.0, format="mjd", scale="tt").utc
+    return tt_time(tt_seconds).utc
 
 
 def simulated(out: Path) -> dict:
