@@ -88,6 +88,15 @@ class AlertsConfig:
     flush_timeout: float = _f(
         20.0, "on stop, wait at most this long for pending alerts, s", min=0, unit="s"
     )
+    retain: float = _f(
+        30 * 86400.0,
+        "alerts every sink delivered are deleted from the outbox this long after their last "
+        "revision, at each cache gc interval; their ids are kept, so they are never issued "
+        "again; at least 2d (the ingest log's window), s",
+        min=2 * 86400.0,
+        unit="s",
+        reload=True,
+    )
 
 
 @dataclass(frozen=True)

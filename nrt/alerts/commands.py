@@ -33,7 +33,9 @@ def list_alerts(as_json: bool, outbox: Path | None, pending: bool) -> None:
     """List every committed alert revision and its delivery state per sink.
 
     With --json each line is {"committed", "delivery", "alert"}, "alert" being the
-    GCN notice exactly as published.
+    GCN notice exactly as published. Alerts delivered longer ago than the daemon's
+    [alerts] retain are pruned from the outbox and not listed (a note on stderr
+    says how many).
     """
     from nrt.alerts.outbox import Outbox, default_path
 
@@ -68,6 +70,13 @@ def list_alerts(as_json: bool, outbox: Path | None, pending: bool) -> None:
             )
             click.echo(
                 f"{committed}  {row.id:<26} #{row.record_number:<3} {row.alert_type:<10} {states}"
+            )
+        pruned = store.count_pruned()
+        if pruned and not pending:
+            click.echo(
+                f"({pruned} older alerts were delivered and pruned after [alerts] retain; "
+                "not listed)",
+                err=True,
             )
     finally:
         store.close()

@@ -6,6 +6,14 @@ says whether that sink has it; each sink works through its own pending rows in
 commit order, so a stuck sink never holds up another. WAL mode lets
 `nrt alerts list` read while the daemon writes; ``synchronous=FULL`` makes a
 commit survive a power cut, not just a crash (it costs about 0.3 ms).
+
+Retention (``Outbox.prune``): an alert every sink has delivered, whose newest
+revision was committed and delivered longer ago than ``[alerts] retain``, leaves the outbox; its id stays in
+the small ``pruned`` table (one row of about 100 bytes per alert, not per
+revision), and a revision of a pruned id is never committed again. Ids are
+derived from the instrument and trigger time, so that is what keeps an old
+burst seen again (telemetry delivered again after the ingest log forgot it, a
+restarted stream) from being published a second time.
 """
 
 from __future__ import annotations
@@ -56,7 +64,16 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (sink, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (sink, state, seq);
+CREATE TABLE IF NOT EXISTS pruned (
+    id TEXT PRIMARY KEY,
+    record_number INTEGER NOT NULL,
+    instrument TEXT NOT NULL,
+    trigger_time TEXT NOT NULL,
+    committed REAL NOT NULL,
+    pruned REAL NOT NULL
+) WITHOUT ROWID;
 """
+PRUNED_COLUMNS = "id, record_number, instrument, trigger_time, committed, pruned"
 
 
 def default_path(configured_state_dir: str | Path | None = None) -> Path:
@@ -130,12 +147,25 @@ class Outbox:
         """Commit `alert` for every sink; None if this (id, record_number) is already in.
 
         Resubmitting the same revision (a restart rediscovering a trigger) is a no-op,
-        which is what keeps a restarted daemon from publishing it twice.
+        which is what keeps a restarted daemon from publishing it twice. So is any
+        revision of an alert pruned after delivery (see ``prune``).
         """
         payload = json.dumps(alert.to_json(), separators=(",", ":"))
         voevent = to_voevent(alert, author_ivorn=self.author_ivorn)
         now = time.time()
         with self._transaction():
+            gone = self.db.execute(
+                "SELECT record_number FROM pruned WHERE id=?", (alert.id,)
+            ).fetchone()
+            if gone is not None:
+                log.info(
+                    "alert %s was issued (%d records) and pruned from the outbox after "
+                    "delivery; record %d is not committed again",
+                    alert.id,
+                    gone[0],
+                    alert.record_number,
+                )
+                return None
             cur = self.db.execute(
                 "INSERT OR IGNORE INTO alerts (id, record_number, instrument, alert_type,"
                 " alert_tense, trigger_time, committed, json, voevent)"
@@ -184,6 +214,50 @@ class Outbox:
                 (error, time.time(), give_up, sink, seq),
             )
 
+    def prune(self, max_age: float, now: float | None = None) -> int:
+        """Delete alerts every sink delivered, committed and delivered more than `max_age`
+        seconds ago (their last revision and its last delivery); the number of revisions
+        deleted.
+
+        An alert goes as a whole (all its revisions) or not at all: one revision some
+        sink has not delivered (pending, or failed for good) keeps every revision of it,
+        so ``latest`` and ``nrt alerts list`` never see half an alert. The pruned id is
+        kept in ``pruned`` with its last record number: ``add`` refuses any revision of
+        it, so an old burst found again is not published again (its id would be the
+        same; its records would repeat or contradict what subscribers had).
+        """
+        now = time.time() if now is None else now
+        cutoff = now - max_age
+        with self._transaction(synchronous="NORMAL"):
+            gone = self.db.execute(
+                "SELECT a.id, max(a.record_number), a.instrument, a.trigger_time,"
+                " max(a.committed) FROM alerts a LEFT JOIN deliveries d USING (seq)"
+                " WHERE a.id NOT IN (SELECT a2.id FROM alerts a2 JOIN deliveries d2"
+                " USING (seq) WHERE d2.state != 'sent')"
+                " GROUP BY a.id HAVING max(max(a.committed), coalesce(max(d.updated), 0)) < ?",
+                (cutoff,),
+            ).fetchall()
+            if not gone:
+                return 0
+            self.db.executemany(
+                f"INSERT OR REPLACE INTO pruned ({PRUNED_COLUMNS}) VALUES ({_marks(6)})",
+                [(*row, now) for row in gone],
+            )
+            ids = [(row[0],) for row in gone]
+            self.db.executemany(
+                "DELETE FROM deliveries WHERE seq IN (SELECT seq FROM alerts WHERE id=?)", ids
+            )
+            deleted = sum(
+                self.db.execute("DELETE FROM alerts WHERE id=?", key).rowcount for key in ids
+            )
+        log.info(
+            "alert outbox: pruned %d delivered alerts (%d revisions) older than %.0f days",
+            len(gone),
+            deleted,
+            max_age / 86400,
+        )
+        return deleted
+
     # -- reading ----------------------------------------------------------------------------
 
     def pending(self, sink: str, limit: int = 100) -> list[OutboxRow]:
@@ -225,6 +299,14 @@ class Outbox:
         ):
             yield OutboxRow(*row), deliveries.get(row[0], {})
 
+    def count_pruned(self) -> int:
+        """How many alerts were pruned after delivery (their ids are kept)."""
+        try:
+            (n,) = self.db.execute("SELECT count(*) FROM pruned").fetchone()
+        except sqlite3.OperationalError:  # an outbox from before retention, opened read-only
+            return 0
+        return n
+
     def close(self) -> None:
         self.db.close()
 
@@ -260,7 +342,7 @@ def repair(path: Path, problem: str) -> None:
     to recover the file by hand.
     """
     try:
-        alerts, deliveries = _salvage(path)
+        alerts, deliveries, pruned = _salvage(path)
     except sqlite3.DatabaseError as exc:
         raise OutboxDamaged(
             f"alert outbox {path} is damaged ({problem}) and its rows cannot be read back "
@@ -297,6 +379,7 @@ def repair(path: Path, problem: str) -> None:
             f"INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES ({_marks(6)})",
             [d for d in deliveries if d[1] in readable],
         )
+        fresh.executemany(f"INSERT INTO pruned ({PRUNED_COLUMNS}) VALUES ({_marks(6)})", pruned)
         fresh.commit()
     finally:
         fresh.close()
@@ -319,15 +402,23 @@ def repair(path: Path, problem: str) -> None:
     )
 
 
-def _salvage(path: Path) -> tuple[list[tuple], list[tuple]]:
-    """Every row of both tables, read by full scans (raises if a page cannot be read)."""
+def _salvage(path: Path) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Every row of the alerts and deliveries, read by full scans (raises if a page cannot
+    be read), and the pruned ids that can be read (none if that table is lost: they only
+    guard alerts long delivered against being issued again)."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
     try:
         alerts = db.execute(f"SELECT {ALERT_COLUMNS} FROM alerts NOT INDEXED").fetchall()
         deliveries = db.execute(f"SELECT {DELIVERY_COLUMNS} FROM deliveries").fetchall()
+        try:
+            pruned = db.execute(f"SELECT {PRUNED_COLUMNS} FROM pruned").fetchall()
+        except sqlite3.DatabaseError as exc:
+            if "no such table" not in str(exc):
+                log.error("alert outbox %s: the pruned alert ids cannot be read (%s)", path, exc)
+            pruned = []
     finally:
         db.close()
-    return alerts, deliveries
+    return alerts, deliveries, pruned
 
 
 def _marks(n: int) -> str:

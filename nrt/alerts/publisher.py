@@ -127,6 +127,10 @@ class Publisher:
         """The newest committed revision of an alert (to continue it after a restart)."""
         return await self._db(self.outbox.latest, alert_id)
 
+    async def prune(self, max_age: float) -> int:
+        """Delete alerts every sink delivered more than `max_age` s ago (``Outbox.prune``)."""
+        return await self._db(self.outbox.prune, max_age)
+
     async def start(self) -> Publisher:
         """Run `run()` in the background (idempotent)."""
         if self._task is None:

@@ -239,7 +239,7 @@ class Daemon:
         helpers = [
             asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
-            asyncio.create_task(self._maintain(cache, ingest), name="gc"),
+            asyncio.create_task(self._maintain(cache, ingest, publisher), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
         ]
         resumed = tracker.restore()
@@ -399,7 +399,7 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _maintain(self, cache: Cache, ingest: IngestLog) -> None:
+    async def _maintain(self, cache: Cache, ingest: IngestLog, publisher: Publisher) -> None:
         while True:
             await asyncio.sleep(self.config.cache.gc_interval)
             try:  # on the loop: the ingest log belongs to the loop's thread
@@ -408,6 +408,10 @@ class Daemon:
                     log.info("ingest log: forgot %d chunks older than the last 2 days", forgotten)
             except Exception:
                 log.exception("ingest log pruning failed")
+            try:  # delivered alerts past [alerts] retain (their ids stay: never issued again)
+                await publisher.prune(self.config.alerts.retain)
+            except Exception:
+                log.exception("alert outbox pruning failed")
             try:
                 report = await asyncio.to_thread(
                     cache.gc, self.config.cache.max_bytes, self.config.cache.max_age
