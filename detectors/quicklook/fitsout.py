@@ -12,7 +12,10 @@ One file per product, named ``<pointing>_<product>.fits``:
 - ``acs``: the 1 s SPI-ACS rate curve and its summary in the header.
 
 Every file carries TELESCOP, INSTRUME, POINTING, MJDREF, TSTART/TSTOP and, per HDU,
-``NRTSIG`` (the element signature that produced it) and ``NRTELEM``.
+``NRTSIG`` (the element signature that produced it) and ``NRTELEM``. Products of a
+pointing whose record never closed carry ``PTGOPEN = T`` and ``TSTOPSRC = 'data'``:
+provisional, TSTOP is the end of the last chunk; they are written again, without
+those keywords, when the closing record arrives.
 """
 
 from __future__ import annotations
@@ -67,6 +70,9 @@ def _common(header: fits.Header, graph: Graph, element: nrt.Element | None = Non
     header["DEC_PNT"] = (info.dec, "pointing Dec (deg)")
     header["PA_PNT"] = (info.roll, "roll: position angle of +Z (deg)")
     header["CREATOR"] = "nrt quick-look"
+    if getattr(info, "provisional", False):
+        header["PTGOPEN"] = (True, "pointing record not closed: provisional")
+        header["TSTOPSRC"] = ("data", "TSTOP is the end of the last data chunk")
     if element is not None:
         header["NRTELEM"] = type(element).__name__
         header["NRTSIG"] = element.signature

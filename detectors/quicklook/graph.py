@@ -34,6 +34,7 @@ from detectors.quicklook.products import (
     AcsSummary,
     DetectorMap,
     LightCurves,
+    OpenPointingInfo,
     PointingInfo,
     SkyImage,
     Spectrum,
@@ -93,8 +94,8 @@ class Graph:
     target: QuickLook
 
     def __getattr__(self, name: str) -> Any:
-        for element in self.target.walk():
-            if type(element).__name__ == name:
+        for element in self.target.walk():  # by class name, or a base's (OpenPointingInfo)
+            if any(k.__name__ == name for k in type(element).__mro__):
                 return element
         raise AttributeError(f"no element {name} in the quick-look graph of {self.pointing}")
 
@@ -121,12 +122,17 @@ def build(
     *,
     reference: Mapping[str, float] | None = None,
     known_noisy: Iterable[Iterable[int]] = (),
+    open_pointing: bool = False,
+    data_stop: float | None = None,
 ) -> Graph:
     """The quick-look graph over one pointing's root elements.
 
     ``limits``: per-check overrides of ``checks.limits.DEFAULT_LIMITS``;
     ``reference``: line positions to measure drift from (e.g. the previous pointing's);
-    ``known_noisy``: [DETY, DETZ] of known noisy pixels (not graded).
+    ``known_noisy``: [DETY, DETZ] of known noisy pixels (not graded);
+    ``open_pointing``: the pointing's record never closed (handed on by the grace time):
+    its span ends with the last data chunk and the products are provisional
+    (``OpenPointingInfo``; ``data_stop``: where the data reach, from the tracker).
     """
     missing = [k for k in REQUIRED_KINDS if k not in roots]
     if missing:
@@ -137,7 +143,17 @@ def build(
             raise LimitsError(
                 f"checks.{name}: unknown check; checks are {', '.join(sorted(DEFAULT_LIMITS))}"
             )
-    events, info = roots["isgri"], PointingInfo(input_pointing=roots["pointing"])
+    events = roots["isgri"]
+    if open_pointing:
+        info: PointingInfo = OpenPointingInfo(
+            input_pointing=roots["pointing"],
+            input_events=events,
+            input_acs=roots["acs"],
+            input_hk=roots["hk"],
+            data_stop=data_stop,
+        )
+    else:
+        info = PointingInfo(input_pointing=roots["pointing"])
     lines = LineFit(input_events=events)
     calibration = EnergyCalibration(input_lines=lines)
     calibrated = CalibratedEvents(input_events=events, input_calibration=calibration)

@@ -35,6 +35,7 @@ def pointing_graph(ready: Any, config: Any) -> PointingWork:
     configuration (``config.checks``: check name -> overrides). The drift reference is the
     nominal line energies: the daemon keeps no state between pointings, so a gain jump is
     caught inside its pointing by the slice step, and afterwards as a position warning.
+    A pointing without a closed record gets provisional products (``OpenPointingInfo``).
     """
     missing = [k for k in REQUIRED_KINDS if k not in ready.roots]
     if missing:
@@ -42,4 +43,12 @@ def pointing_graph(ready: Any, config: Any) -> PointingWork:
             f"pointing {ready.pointing}: no {', '.join(missing)} telemetry ({ready.reason}); "
             "quick-look needs isgri, acs, hk and the pointing record"
         )
-    return PointingWork(build(ready.roots, limits=getattr(config, "checks", None) or None))
+    # No closed record (tracker: tstart None): the grace time handed it on while open.
+    return PointingWork(
+        build(
+            ready.roots,
+            limits=getattr(config, "checks", None) or None,
+            open_pointing=getattr(ready, "tstart", 0.0) is None,
+            data_stop=getattr(ready, "data_stop", None),
+        )
+    )

@@ -15,6 +15,7 @@ from detectors.quicklook.calibration import CalibratedEvents
 from detectors.quicklook.layout import IMAGING_BAND, STANDARD_BANDS, band_label
 from detectors.quicklook.pixels import cleaned
 from nrt.telemetry import codedmask
+from nrt.telemetry.formats import MJDREF_IJD
 from nrt.telemetry.pointings import TelemetryFiles
 
 
@@ -44,6 +45,60 @@ class PointingInfo(nrt.Element):
         self.tstart, self.tstop = float(cols["TSTART"][i]), float(cols["TSTOP"][i])
         self.ontime = self.tstop - self.tstart
         self.mjdref = float(root.mjdref)
+
+
+class OpenPointingInfo(PointingInfo):
+    """A pointing whose record never closed: its attitude and a provisional span.
+
+    The attitude comes from the record that opened the pointing (``TSTOP <= TSTART``,
+    sent as it began); the span runs from that record's ``TSTART`` to where the data
+    reach: ``data_stop`` (seconds since MJD 51544 TT, from the daemon's pointing
+    tracker, which leaves out a chunk beyond a long gap, such as a clock jump), else the
+    latest chunk end of the ISGRI, SPI-ACS and housekeeping roots. ``provisional`` is
+    True, and the FITS products say so (``PTGOPEN``). The daemon uses this when the
+    grace time hands on a pointing without a closed record; when the closing record
+    arrives, the pointing's file set changes and its quick-look runs again on
+    ``PointingInfo``, under new signatures. A closed record found here anyway is used
+    as ``PointingInfo`` would.
+    """
+
+    version = "1"
+    input_events = TelemetryFiles
+    input_acs = TelemetryFiles
+    input_hk = TelemetryFiles
+    data_stop: float | None = None
+
+    def main(self) -> None:
+        root = self.input_pointing
+        cols = root.columns
+        ids = [str(p).strip() for p in cols.get("POINTING", ())]
+        rows = [i for i, p in enumerate(ids) if p == root.pointing]
+        if not rows:
+            raise nrt.AnalysisException(
+                f"pointing {root.pointing}: no record for it in its pointing files (neither "
+                "the opening nor the closing one); the attitude is unknown"
+            )
+        closed = [i for i in rows if cols["TSTOP"][i] > cols["TSTART"][i]]
+        i = (closed or rows)[-1]
+        self.ra, self.dec, self.roll = (float(cols[k][i]) for k in ("RA", "DEC", "ROLL"))
+        self.mjdref = float(root.mjdref)
+        self.tstart = float(cols["TSTART"][i])
+        self.provisional = not closed
+        if closed:
+            self.tstop = float(cols["TSTOP"][i])
+        elif self.data_stop is not None:  # on the pointing root's MJDREF
+            self.tstop = float(self.data_stop) - (self.mjdref - MJDREF_IJD) * 86400.0
+        else:
+            data = (self.input_events, self.input_acs, self.input_hk)
+            self.tstop = max(
+                float(d.tstop) + (float(d.mjdref) - self.mjdref) * 86400.0 for d in data
+            )
+        if self.tstop <= self.tstart:
+            raise nrt.AnalysisException(
+                f"pointing {root.pointing}: its record is open and no data reach past its "
+                f"start (TSTART {self.tstart}); nothing to look at yet"
+            )
+        self.ontime = self.tstop - self.tstart
 
 
 class Spectrum(nrt.Element):

@@ -36,6 +36,8 @@ class PointingResult:
     reports: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     products: dict[str, Any] = field(default_factory=dict)
+    #: made from an open pointing (its record never closed): span up to the last chunk
+    provisional: bool = False
 
 
 class PointingStage:
@@ -145,6 +147,14 @@ class PointingStage:
                 log.error("health report of %s not exported: %s", report.get("check"), exc)
         outcome = "expected_failure" if failures else "ok"
         result = PointingResult(ready.pointing, outcome, 0.0, reports, "; ".join(failures))
+        result.provisional = any(getattr(e, "provisional", False) for e in elements)
+        if result.provisional:
+            log.warning(
+                "pointing %s: its record is not closed (handed on by %s); provisional "
+                "products up to its last chunk, done again when the record closes",
+                ready.pointing,
+                ready.reason,
+            )
         if not failures and self.products is not None and hasattr(work, "write"):
             result.products = work.write(self.products / ready.pointing)
         return result
@@ -156,6 +166,8 @@ class PointingStage:
             summary = by_instrument.setdefault(
                 instrument, {"pointing": result.pointing, "checks": {}, "status": "ok"}
             )
+            if result.provisional:
+                summary["provisional"] = True
             status = _worst(report)
             summary["checks"][report["check"]] = STATUS_NAMES.get(status, str(status))
             if status > _rank(summary["status"]):

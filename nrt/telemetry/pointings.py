@@ -41,6 +41,10 @@ from nrt.telemetry.formats import Chunk, read_chunk
 from nrt.telemetry.ingest import ChunkRecord, IngestLog
 
 DATA_KINDS: tuple[str, ...] = ("acs", "isgri", "hk")
+#: For a pointing handed on with its record still open, the data reach (``data_stop``)
+#: follows each kind's chunks from the pointing's start across gaps up to this (s); a
+#: chunk beyond a longer gap (a clock jump, a stray file) does not stretch the span.
+OPEN_GAP = 600.0
 
 
 def file_set_digest(hashes: Iterable[str]) -> str:
@@ -77,6 +81,10 @@ class PointingReady:
     roots: dict[str, TelemetryFiles]
     gaps: dict[str, list[tuple[float, float]]]
     update: bool  # announced before with other files
+    #: Without a closed record: where the data reach from the opening record's start
+    #: (seconds since MJD 51544 TT, the end of the last chunk within ``OPEN_GAP`` of the
+    #: one before); the quick-look ends the pointing there, provisionally.
+    data_stop: float | None = None
 
 
 class _Coverage:
@@ -308,7 +316,23 @@ class PointingTracker:
             roots=self.roots(state.pointing),
             gaps=self.gaps(state.pointing),
             update=update,
+            data_stop=self._data_stop(state),
         )
+
+    def _data_stop(self, state: _Pointing) -> float | None:
+        """For an open pointing (record not closed), how far its data reach: see
+        ``PointingReady.data_stop``. None for a closed one or without any record."""
+        if state.closed or state.span is None:
+            return None
+        start, reach = state.span[0], None
+        for kind in self.required_kinds:
+            coverage = _Coverage(start, OPEN_GAP)
+            for record in state.files.values():
+                if record.kind == kind:
+                    coverage.add(record.tstart, record.tstop)
+            if coverage.reach > start:
+                reach = max(reach or start, coverage.reach)
+        return reach
 
     def ready(self, pointing: str, reason: str) -> PointingReady:
         """`pointing` with its current files, to hand on again without announcing it anew
@@ -324,6 +348,7 @@ class PointingTracker:
             roots=self.roots(pointing),
             gaps=self.gaps(pointing),
             update=state.announced is not None,
+            data_stop=self._data_stop(state),
         )
 
     # ------------------------------------------------------------ root elements
@@ -407,5 +432,6 @@ def describe(ready: PointingReady) -> dict[str, Any]:
         "tstop": ready.tstop,
         "files": {kind: len(root.files) for kind, root in ready.roots.items()},
         "gaps": ready.gaps,
+        "data_stop": ready.data_stop,
         "signatures": {kind: root.signature for kind, root in ready.roots.items()},
     }

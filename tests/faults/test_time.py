@@ -13,9 +13,12 @@
   clock) arrives mid-stream: the bursts after it must still be alerted (they
   used not to be: every later chunk looked late and was skipped; two chunks in a
   row far behind the newest time now restart the detectors);
-- *never closes*: the record closing the pointing never arrives: the grace time
-  hands the pointing to the quick-look anyway (which then reports an expected
-  failure, "no closed record": the attitude is taken only from a closed record).
+- *never closes*: the record closing the pointing does not arrive: the grace time
+  hands the pointing to the quick-look anyway, which makes provisional products from
+  the chunks there are (attitude from the opening record, TSTOP the last chunk's
+  end, ``PTGOPEN = T`` in every header; it used to end as an expected failure, "no
+  closed record"). When the closing record finally arrives, the pointing is looked
+  at again and its products are rewritten as final (no ``PTGOPEN``).
 """
 
 from __future__ import annotations
@@ -136,6 +139,8 @@ def test_clock_jump_and_a_pointing_that_never_closes(tmp_path, telemetry, mosqui
         next(p for p in files if p.name.startswith("acs_") and _seq(p) == first + 12),
         tmp_path / "forged",
     )
+    # The provisional end: the last chunk's, not the forged one's five hours later.
+    last_chunk = max(fits.getheader(p, 1)["TSTOP"] for p in files if p.name[:3] != "poi")
     port = free_port()
     daemon = Running(daemon_config(tmp_path, mosquitto.url, port), tmp_path)
     try:
@@ -144,22 +149,46 @@ def test_clock_jump_and_a_pointing_that_never_closes(tmp_path, telemetry, mosqui
         feed([jump], tmp_path / "inbox")
         time.sleep(0.3)
         feed(files[cut:], tmp_path / "inbox")
+
+        def runs(outcome: str) -> float:
+            return metric(port, f'nrt_quicklook_runs_total{{outcome="{outcome}"}}') or 0
+
         wait_until(
-            lambda: (
-                sum(
-                    metric(port, f'nrt_quicklook_runs_total{{outcome="{o}"}}') or 0
-                    for o in ("ok", "expected_failure", "error")
-                )
-                >= 1
-            ),
+            lambda: sum(runs(o) for o in ("ok", "expected_failure", "error")) >= 1,
             60,
             "the open pointing handed on by its grace time",
         )
+        assert (runs("ok"), runs("expected_failure"), runs("error")) == (1, 0, 0), daemon.log()[
+            -3000:
+        ]
+        pointing = truth["pointings"][0]
+        products = tmp_path / "state" / "products" / pointing["id"]
+        provisional = _headers(products)
+        assert len(provisional) >= 5, f"products of the open pointing: {sorted(provisional)}"
+        for name, header in provisional.items():
+            assert header.get("PTGOPEN") is True, f"{name} does not say the pointing is open"
+            assert header["TSTOP"] == last_chunk, f"{name}: TSTOP is not the last chunk's end"
         found = _alerted(tmp_path, truth)
+
+        feed(closing, tmp_path / "inbox")  # the record closes after all: looked at again
+        wait_until(lambda: runs("ok") >= 2, 60, "the quick-look of the closed pointing")
+        final = _headers(products)
         assert daemon.stop() == 0
     finally:
         daemon.kill()
     log = daemon.log()
-    assert "pointing 300000010010" in log, "the quick-look of the never-closed pointing ran"
+    assert f"pointing {pointing['id']}: its record is not closed" in log
     missed = [onset for onset, near in found.items() if not near]
     assert not missed, f"bursts after a clock jump missed: {missed}\n{log[-2000:]}"
+    assert set(final) == set(provisional)
+    for name, header in final.items():
+        assert "PTGOPEN" not in header, f"{name} still provisional after the record closed"
+        assert header["TSTOP"] == pointing["tstop"]
+    for product in ("spectrum", "lightcurves", "skyimage"):  # the ones that use the span
+        name = f"{pointing['id']}_{product}.fits"
+        assert final[name]["NRTSIG"] != provisional[name]["NRTSIG"], f"{name}: same signature"
+
+
+def _headers(products) -> dict:
+    """{file: header of its first extension} of a pointing's FITS products."""
+    return {p.name: fits.getheader(p, 1) for p in sorted(products.glob("*.fits"))}
