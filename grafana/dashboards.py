@@ -157,6 +157,19 @@ PIPELINE = dashboard(
             thresholds=[(1, "red")],
         ),
         panel(
+            "State databases repaired",
+            [
+                (
+                    "sum by (database, action) (increase(nrt_state_repairs_total[1d]))",
+                    "{{database}} {{action}}",
+                )
+            ],
+            thresholds=[(1, "red")],
+            description="Damaged SQLite state found at start and repaired (the damaged file "
+            "is kept beside it): the cache index rebuilt, the outbox salvaged, the ingest log "
+            "reset. Look at the disk.",
+        ),
+        panel(
             "Element run time (p90)",
             [(q(0.9, "nrt_element_run_seconds", "element", "1h"), "{{element}}")],
             unit="s",

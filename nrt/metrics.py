@@ -86,6 +86,18 @@ CACHE_WRITE_ERRORS = Counter(
     registry=REGISTRY,
 )
 
+STATE_REPAIRS = Counter(
+    "nrt_state_repairs",
+    "State databases found damaged and repaired, by database (index, outbox, ingest) and "
+    "action: rebuilt (the cache index, from the manifests), salvaged (every readable outbox "
+    "row copied into a fresh outbox), reset (the ingest log started afresh). The damaged "
+    "file is kept beside the new one.",
+    ["database", "action"],
+    registry=REGISTRY,
+)
+#: (database, action) pairs STATE_REPAIRS takes (the only ones: bounded, pre-set to 0).
+STATE_REPAIR_KINDS = (("index", "rebuilt"), ("outbox", "salvaged"), ("ingest", "reset"))
+
 # ---------------------------------------------------------------- pipeline
 #
 # Label values are bounded: kinds (acs, isgri, hk, pointing), outcomes, sources
@@ -394,6 +406,8 @@ def _initialize_counters() -> None:
         CACHE_WRITE_ERRORS.labels(tier)
         for result in ("hit", "miss", "corrupt"):
             CACHE_REQUESTS.labels(tier, result)
+    for database, action in STATE_REPAIR_KINDS:
+        STATE_REPAIRS.labels(database, action)
     for outcome in ("ok", "expected_failure", "error"):
         QUICKLOOK_RUNS.labels(outcome)
     for kind in ("acs", "isgri", "hk", "pointing"):

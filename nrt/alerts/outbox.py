@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nrt import metrics
 from nrt.alerts.model import Alert, AlertFormatError
 from nrt.alerts.voevent import to_voevent
 from nrt.paths import state_dir
@@ -390,6 +391,7 @@ def repair(path: Path, problem: str) -> None:
         if side.exists():
             side.rename(Path(f"{aside}{suffix}"))
     staging.rename(path)
+    metrics.STATE_REPAIRS.labels("outbox", "salvaged").inc()
     log.error(
         "alert outbox %s was damaged (%s): moved to %s; %d revisions (%d undelivered) "
         "copied into a fresh outbox, %d unreadable ones dropped (all delivered)",

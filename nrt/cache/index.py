@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from nrt import products
+from nrt import metrics, products
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class Index:
                 if side.exists():
                     side.rename(Path(str(quarantined) + suffix))
             self.rebuilt = True
+            metrics.STATE_REPAIRS.labels("index", "rebuilt").inc()
             db = self._connect()
             self._ensure_schema(db)
             return db

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nrt import metrics
 from nrt.paths import state_dir
 from nrt.telemetry.formats import MJDREF_IJD, Chunk, TelemetryError
 
@@ -170,6 +171,7 @@ class IngestLog:
             # handled again once (products come back from the cache by signature).
             aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
             logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
+            metrics.STATE_REPAIRS.labels("ingest", "reset").inc()
             for suffix in ("", "-wal", "-shm"):
                 src = Path(f"{self.path}{suffix}")
                 if src.exists():

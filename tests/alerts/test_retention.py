@@ -10,6 +10,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from nrt import metrics
 from nrt.alerts import AlertsConfig, MqttConfig, Outbox, Publisher
 from nrt.cli import main
 from tests.alerts.factory import make_burst
@@ -181,7 +182,10 @@ def test_a_repaired_outbox_keeps_the_pruned_ids(tmp_path: Path) -> None:
     outbox.close()
     trash_page(path, "deliveries_by_state")
 
+    repairs = {"database": "outbox", "action": "salvaged"}
+    before = metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs)
     repaired = Outbox(path)
+    assert metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs) == before + 1
     assert list(tmp_path.glob("outbox.sqlite.damaged-*")), "repaired, the damaged file aside"
     assert repaired.count_pruned() == 1
     assert repaired.add(gone) is None, "still never issued again"

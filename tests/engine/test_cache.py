@@ -81,7 +81,11 @@ def test_index_is_rebuilt_from_manifests(isolated_nrt_dirs, damage):
             p.unlink()
     if damage == "garbage":
         index.write_bytes(b"this is not a database" * 100)
+    repairs = {"database": "index", "action": "rebuilt"}
+    before = metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs)
     cache = Cache.open()
+    counted = metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs) - before
+    assert counted == (1 if damage == "garbage" else 0), "damage is counted, a missing index not"
     assert cache.stats()["products"] == 2
     assert len(list(cache.index.products())) == 2
     Payload(seed=1).get(cache=cache)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nrt import metrics
 from nrt.telemetry.formats import read_chunk
 from nrt.telemetry.ingest import IngestLog, is_safe_name, is_temp_name, sanitize_name
 from tests.sources import factory as f
@@ -16,7 +17,10 @@ def test_a_damaged_record_is_set_aside_and_a_fresh_one_started(tmp_path: Path) -
     log.record_chunk(chunk, tmp_path / f.name("acs"), "inbox")
     log.close()
     path.write_bytes(b"\0garbage" * 1000)
+    repairs = {"database": "ingest", "action": "reset"}
+    before = metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs)
     again = IngestLog(path)
+    assert metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs) == before + 1
     assert again.records() == [] and not again.has(chunk.sha256)
     assert len(list(tmp_path.glob("ingest.sqlite.damaged-*"))) == 1
     again.record_chunk(chunk, tmp_path / f.name("acs"), "inbox")
