@@ -219,10 +219,15 @@ class Daemon:
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
         grace = self.config.quicklook.grace
         tracker = PointingTracker(ingest, grace=grace, retain=TRACKER_RETAIN * grace)
+        # Before the stream stage: a new alert's localization is recorded as pending
+        # before the alert is committed (restart-safe; see nrt/daemon/localization.py).
+        self.localization = LocalizationStage(
+            lambda record, make: self.stream.revise(record, make), state=self.layout.state
+        )
         self.stream = StreamStage(
             self.config.trigger,
             self.config.alerts.tense,
-            publisher.submit,
+            self.localization.guard(publisher.submit),
             self._on_trigger,
             latest=publisher.latest,
         )
@@ -233,7 +238,6 @@ class Daemon:
             products=self.layout.products,
             done=self.layout.state / "quicklook-done",
         )
-        self.localization = LocalizationStage(self.stream.revise)
         sources = self._sources(queue, ingest, quarantine)
 
         helpers = [
@@ -252,6 +256,7 @@ class Daemon:
             self.pointings.submit(ready)
         if self.replay is None:
             await self.stream.warm_up(ingest.records())  # before any new chunk reaches them
+        await self.localization.resume(ingest, self.stream.alerts, publisher.latest)
         tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
         consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
         consumer.add_done_callback(lambda task: self._consumer_ended(task, stop))
@@ -290,6 +295,7 @@ class Daemon:
             )
         await publisher.close()
         self.stream.close()
+        self.localization.close()
         ingest.close()
         if server:
             server.stop()

@@ -6,24 +6,148 @@ events cover it (or ``wait`` seconds pass, or the replay ends), the coded-mask
 localization (the ``localize`` hook) runs off the loop, and a position whose
 image significance reaches ``min_significance`` inside the field of view is sent
 as an update of the alert (record_number 2).
+
+Restart safety: before a new alert is committed to the outbox (``guard`` wraps the
+outbox's submit), its localization is recorded as pending in
+``<state>/localizations.sqlite``; the record is marked resolved when the update is
+committed or the localization is declared impossible (no data or attitude, too
+faint, ambiguous, the alert retracted). At start, ``resume`` takes the pending ones
+up again: the alert's latest revision comes from the outbox (nothing is asked for an
+alert that never got committed, or that already carries a position), and the imager
+chunks and attitude it needs are read back through the ingest log; the update is
+derived from that latest revision, so its record number continues the alert's and
+it is never issued under a new id. The record is written with ``synchronous=NORMAL``
+(WAL): it survives a killed process; a power cut in the instant between it and the
+outbox commit could lose the request (not the alert).
+
+``NRT_TEST_LOCALIZE_DELAY`` (seconds, tests only) holds every localization that
+long before it runs, so a test can kill the daemon while one is under way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from nrt.alerts.model import Alert, Localization
 from nrt.plugins import MissingHook, hook
+from nrt.telemetry.errors import TelemetryError
+from nrt.telemetry.formats import MJDREF_IJD, read_chunk
 
 log = logging.getLogger(__name__)
+
+
+#: Test-only knob: seconds every localization waits before it runs (see the docstring).
+DELAY_ENV = "NRT_TEST_LOCALIZE_DELAY"
+#: Resolved records are kept this long (s), so a restart does not localize them again.
+KEEP_RESOLVED = 2 * 86400.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS localizations (
+    id TEXT PRIMARY KEY,      -- the alert's id
+    state TEXT NOT NULL,      -- pending, or resolved
+    request TEXT NOT NULL,    -- JSON: trigger_time_met, timescale, pointing, trigger_time
+    outcome TEXT,             -- what resolved it (update record n, or why no position)
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS localizations_state ON localizations (state);
+"""
+
+
+class PendingLocalizations:
+    """The durable record of localizations asked for and not yet resolved (one SQLite
+    file, used from one worker thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as exc:
+            # Only localization requests are at stake (the alerts are in the outbox).
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            log.error(
+                "localization record %s is damaged (%s); moved to %s, starting afresh "
+                "(localizations pending before are not resumed)",
+                self.path,
+                exc,
+                aside,
+            )
+            for suffix in ("", "-wal", "-shm"):
+                if Path(f"{self.path}{suffix}").exists():
+                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            self.db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            db.execute("SELECT count(*) FROM localizations").fetchone()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def expect(self, alert: Alert) -> None:
+        """Record a pending localization for a new alert (kept as is if already known)."""
+        request = {
+            "trigger_time": alert.trigger_time,
+            "trigger_time_met": alert.trigger_time_met,
+            "timescale": alert.rate_duration,
+            "pointing": alert.pointing,
+        }
+        now = time.time()
+        self.db.execute(
+            "INSERT OR IGNORE INTO localizations VALUES (?, 'pending', ?, NULL, ?, ?)",
+            (alert.id, json.dumps(request), now, now),
+        )
+
+    def resolve(self, alert_id: str, outcome: str) -> None:
+        self.db.execute(
+            "UPDATE localizations SET state='resolved', outcome=?, updated=? WHERE id=?",
+            (outcome, time.time(), alert_id),
+        )
+
+    def forget(self, alert_id: str) -> None:
+        self.db.execute("DELETE FROM localizations WHERE id=?", (alert_id,))
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        rows = self.db.execute(
+            "SELECT id, request FROM localizations WHERE state='pending' ORDER BY created"
+        ).fetchall()
+        return [(alert_id, json.loads(request)) for alert_id, request in rows]
+
+    def state(self, alert_id: str) -> tuple[str, str | None] | None:
+        row = self.db.execute(
+            "SELECT state, outcome FROM localizations WHERE id=?", (alert_id,)
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def prune(self, keep: float = KEEP_RESOLVED) -> int:
+        cur = self.db.execute(
+            "DELETE FROM localizations WHERE state='resolved' AND updated < ?",
+            (time.time() - keep,),
+        )
+        return cur.rowcount
+
+    def close(self) -> None:
+        self.db.close()
 
 
 @dataclass
@@ -33,6 +157,12 @@ class _Request:
     background: tuple[float, float]
     pointing: str | None
     asked: float
+    #: imager chunks read back from the ingest log (a request resumed after a restart)
+    chunks: list[Any] = field(default_factory=list)
+
+    @property
+    def covered_until(self) -> float:
+        return max((c.tstop for c in self.chunks), default=-np.inf)
 
 
 class LocalizationStage:
@@ -43,6 +173,7 @@ class LocalizationStage:
         keep: float = 600.0,
         wait: float = 60.0,
         min_significance: float = 6.0,
+        state: Path | None = None,
     ) -> None:
         self.revise = revise
         self.keep = keep
@@ -54,11 +185,52 @@ class LocalizationStage:
         self._pending: list[_Request] = []
         self._tasks: set[asyncio.Task] = set()
         self.updates: list[Alert] = []
+        self._requested: set[str] = set()  # alert ids asked for in this process
+        self.delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+        if self.delay:
+            log.warning(
+                "%s=%s: every localization waits that long (tests only)", DELAY_ENV, self.delay
+            )
         try:
             self._localize = hook("localize")
         except MissingHook as exc:
             log.warning("localization disabled: %s", exc)
             self._localize = None
+        #: the durable record of pending localizations (None: not restart-safe, e.g. tests)
+        self.store = (
+            PendingLocalizations(state / "localizations.sqlite")
+            if state is not None and self._localize is not None
+            else None
+        )
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-localization")
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A call on the record, on its own thread (the loop never waits on SQLite)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def guard(
+        self, submit: Callable[[Alert], Awaitable[bool]]
+    ) -> Callable[[Alert], Awaitable[bool]]:
+        """`submit` (the outbox's) that first records a new alert's localization as
+        pending: once the alert may leave, a crash cannot lose its localization."""
+
+        async def submit_guarded(alert: Alert) -> bool:
+            if alert.record_number == 1 and self.store is not None:
+                try:
+                    await self._db(self.store.expect, alert)
+                except sqlite3.Error as exc:  # the alert matters more than its localization
+                    log.error("localization of %s not recorded as pending: %s", alert.id, exc)
+            return await submit(alert)
+
+        return submit_guarded
+
+    async def _resolve(self, alert_id: str, outcome: str) -> None:
+        if self.store is None:
+            return
+        try:
+            await self._db(self.store.resolve, alert_id, outcome)
+        except sqlite3.Error as exc:  # costs a repeated (and deduplicated) attempt at restart
+            log.error("localization of %s not recorded as resolved: %s", alert_id, exc)
 
     # ------------------------------------------------------------ inputs
 
@@ -87,20 +259,98 @@ class LocalizationStage:
         """A new alert: localize it when the imager data cover the burst."""
         if self._localize is None:
             return
-        t, scale = record.trigger.time_met, max(record.trigger.timescale, 0.05)
-        start = t - scale
-        stop = t + max(2 * scale, 1.0)
-        background = (start - 60.0, start - 5.0)
-        self._pending.append(
-            _Request(record, (start, stop), background, record.trigger.pointing, time.monotonic())
-        )
+        self._pending.append(_request(record))
+        self._requested.add(record.alert.id)
         self._start_ready()
+
+    async def resume(
+        self,
+        ingest: Any,
+        records: dict[str, Any],
+        latest: Callable[[str], Awaitable[Alert | None]],
+    ) -> int:
+        """At start: take up the localizations a crash left pending (see the module doc).
+
+        `records`: the stream stage's alert records by id (the warm-up may have found the
+        alert again: its record is then shared, so revisions stay in sequence); `latest`:
+        the newest committed revision of an alert (the outbox's); `ingest`: the ingest
+        log, to read back the imager chunks and the attitude. Returns how many resumed.
+        """
+        if self.store is None:
+            return 0
+        await self._db(self.store.prune)
+        resumed = 0
+        for alert_id, request in await self._db(self.store.pending):
+            if alert_id in self._requested:
+                continue
+            alert = await latest(alert_id)
+            if alert is None:  # killed between this record and the outbox commit
+                await self._db(self.store.forget, alert_id)
+                continue
+            if alert.alert_type == "retraction" or alert.localization is not None:
+                outcome = "retracted" if alert.localization is None else "already localized"
+                await self._resolve(alert_id, f"{outcome} before the restart")
+                continue
+            record = records.get(alert_id)
+            if record is None:
+                from nrt.daemon.stream import AlertRecord
+
+                trigger = SimpleNamespace(
+                    time_met=float(request["trigger_time_met"]),
+                    timescale=float(request["timescale"]),
+                    pointing=request["pointing"],
+                    instrument=alert.instrument,
+                    flags=(),
+                )
+                now = time.monotonic()
+                record = AlertRecord(alert, trigger, now, now)
+            req = _request(record)
+            req.chunks = await self._read_back(ingest, req, alert)
+            self._pending.append(req)
+            self._requested.add(alert_id)
+            resumed += 1
+            log.warning(
+                "localization of alert %s resumed after a restart (%d imager chunks read back)",
+                alert_id,
+                len(req.chunks),
+            )
+        self._start_ready()
+        return resumed
+
+    async def _read_back(self, ingest: Any, req: _Request, alert: Alert) -> list[Any]:
+        """The imager chunks of the request's time range, and its pointing's attitude,
+        from the files the ingest log kept (times there are since MJD 51544 TT)."""
+        shift = 0.0  # MET (the trigger's MJDREF) -> seconds since MJD 51544 TT
+        if alert.trigger_time_met is not None:
+            from astropy.time import Time
+
+            when = Time(alert.trigger_time.rstrip("Z"), format="isot", scale="utc")
+            shift = (when.tt.mjd - MJDREF_IJD) * 86400.0 - alert.trigger_time_met
+        lo, hi = req.background[0] + shift - 1.0, req.interval[1] + shift + 1.0
+        wanted = [
+            r
+            for r in (ingest.records(req.pointing) if req.pointing else [])
+            if (r.kind == "isgri" and r.tstop > lo and r.tstart < hi) or r.kind == "pointing"
+        ]
+        chunks = []
+        for record in wanted:
+            try:
+                chunk = await asyncio.to_thread(read_chunk, record.path)
+            except (OSError, TelemetryError) as exc:
+                log.info("localization resume: %s no longer readable (%s)", record.path, exc)
+                continue
+            if chunk.kind == "pointing":
+                self.add(chunk)  # the attitude
+            else:
+                chunks.append(chunk)
+        return chunks
 
     def _start_ready(self, force: bool = False) -> None:
         now = time.monotonic()
         keep = []
         for req in self._pending:
-            if force or self._covered_until >= req.interval[1] or now - req.asked > self.wait:
+            covered = max(self._covered_until, req.covered_until)
+            if force or covered >= req.interval[1] or now - req.asked > self.wait:
                 task = asyncio.get_running_loop().create_task(self._run(req))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -114,10 +364,20 @@ class LocalizationStage:
         if self._tasks:
             await asyncio.wait(set(self._tasks))
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self.store is not None:
+            self.store.close()
+
     # ------------------------------------------------------------ work
 
-    def _events(self, lo: float, hi: float) -> dict[str, np.ndarray] | None:
-        parts = [c.columns for c in self._chunks if c.tstop > lo and c.tstart < hi]
+    def _events(self, lo: float, hi: float, extra: list[Any] = ()) -> dict[str, np.ndarray] | None:
+        found = {c.name: c for c in extra}
+        found.update({c.name: c for c in self._chunks})
+        chosen = sorted(
+            (c for c in found.values() if c.tstop > lo and c.tstart < hi), key=lambda c: c.tstart
+        )
+        parts = [c.columns for c in chosen]
         if not parts:
             return None
         return {
@@ -125,11 +385,20 @@ class LocalizationStage:
         }
 
     async def _run(self, req: _Request) -> None:
+        """Localize, then mark the request resolved (an exception leaves it pending: the
+        next start tries again)."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        outcome = await self._localize_one(req)
+        await self._resolve(req.record.alert.id, outcome)
+
+    async def _localize_one(self, req: _Request) -> str:
+        """What came of it: the update's record number, or why there is no position."""
         attitude = self._attitudes.get(req.pointing or "")
-        events = self._events(req.background[0], req.interval[1])
+        events = self._events(req.background[0], req.interval[1], req.chunks)
         if attitude is None or events is None:
             log.info("no imager data or attitude for alert %s: not localized", req.record.alert.id)
-            return
+            return "no imager data or attitude"
         try:
             found = await asyncio.to_thread(
                 self._localize,
@@ -142,14 +411,14 @@ class LocalizationStage:
             )
         except (ValueError, ArithmeticError) as exc:
             log.info("alert %s not localized: %s", req.record.alert.id, exc)
-            return
+            return f"not localized: {exc}"
         if found is not None and getattr(found, "ambiguous", False):
             log.warning(
                 "alert %s: the imager position is ambiguous (two positions a mask period "
                 "apart fit equally); no position sent",
                 req.record.alert.id,
             )
-            return
+            return "ambiguous"
         if found is None or found.significance < self.min_significance:
             log.info(
                 "alert %s: imager significance %.1f below %.1f, no position",
@@ -157,7 +426,7 @@ class LocalizationStage:
                 getattr(found, "significance", 0.0),
                 self.min_significance,
             )
-            return
+            return "below the significance threshold"
         position = Localization(found.ra % 360.0, found.dec, found.error_radius)
         note = f"ISGRI coded-mask position, image significance {found.significance:.1f}"
         update = await self.revise(
@@ -173,3 +442,15 @@ class LocalizationStage:
                 found.dec,
                 found.error_radius * 60,
             )
+            return f"update record {update.record_number}"
+        # Retracted meanwhile, or the position was committed before a restart.
+        return f"no new record (latest {req.record.alert.record_number})"
+
+
+def _request(record: Any) -> _Request:
+    """The imager interval of an alert's burst, and the background before it."""
+    t, scale = record.trigger.time_met, max(record.trigger.timescale, 0.05)
+    start = t - scale
+    stop = t + max(2 * scale, 1.0)
+    background = (start - 60.0, start - 5.0)
+    return _Request(record, (start, stop), background, record.trigger.pointing, time.monotonic())
