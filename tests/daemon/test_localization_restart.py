@@ -14,7 +14,7 @@ alert:
 
 Either way the subscriber gets the localization update exactly once (one record
 number carries a position, under the alert's one id), and a further restart does
-not issue it again. Before the fix the pending localization died with the process
+not issue it again (checked in the second variant). Before the fix the pending localization died with the process
 (the warm-up finds the alert again, but an alert already issued was never sent
 to the imager stage again).
 """
@@ -105,9 +105,10 @@ def test_localization_pending_at_a_crash_is_done_after_the_restart_once(
 
         updates = wait_until(localized, 60, "the localization update after the restart")
         assert daemon.stop() == 0, daemon.log()[-3000:]
-        daemon = Running(config, tmp_path)  # and once more: nothing is localized again
-        time.sleep(3)
-        assert daemon.stop() == 0, daemon.log()[-3000:]
+        if moment == "localization under way":  # once more (one variant: ~6 s a start)
+            daemon = Running(config, tmp_path)
+            time.sleep(3)
+            assert daemon.stop() == 0, daemon.log()[-3000:]
     finally:
         daemon.kill()
         time.sleep(0.5)
