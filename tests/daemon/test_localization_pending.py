@@ -1,0 +1,91 @@
+"""The durable record of pending localizations: what `resume` does with each case.
+
+A real SQLite record and a real alert outbox; the daemon-level behaviour (SIGKILL,
+restart, one update at the subscriber) is tests/daemon/test_localization_restart.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from nrt.alerts.model import Alert, Localization
+from nrt.alerts.outbox import Outbox
+from nrt.daemon.localization import LocalizationStage
+from nrt.telemetry.ingest import IngestLog
+
+
+def _alert(second: int) -> Alert:
+    trigger = SimpleNamespace(
+        instrument="SPI-ACS",
+        time_utc=f"2026-01-01T00:00:{second:02d}.000Z",
+        time_met=820540800.0 + second,
+        timescale=0.2,
+        significance=20.0,
+        far_per_day=0.01,
+        counts=5000.0,
+        background=1000.0,
+        band=None,
+        flags=(),
+        pointing="300000010010",
+    )
+    return Alert.initial_from_trigger(trigger, tense="test")
+
+
+def test_resume_decides_from_the_outbox_and_resolves_everything(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite", ["mqtt"])
+    ingest = IngestLog(tmp_path / "ingest.sqlite")
+    never, localized, retracted, open_ = (_alert(s) for s in (10, 20, 30, 40))
+
+    async def submit(alert: Alert) -> bool:
+        return outbox.add(alert) is not None
+
+    async def latest(alert_id: str) -> Alert | None:
+        return outbox.latest(alert_id)
+
+    async def revise(record, make):  # not reached: nothing here can be localized
+        raise AssertionError("no position can be found without imager data")
+
+    async def first_life() -> LocalizationStage:
+        stage = LocalizationStage(revise, state=tmp_path)
+        guarded = stage.guard(submit)
+        for alert in (localized, retracted, open_):
+            assert await guarded(alert)
+        await stage._db(stage.store.expect, never)  # killed before its outbox commit
+        assert await guarded(localized.updated(localization=Localization(10.0, 20.0, 0.1)))
+        assert await guarded(retracted.retracted("a test"))
+        return stage
+
+    async def second_life() -> tuple[int, LocalizationStage]:
+        stage = LocalizationStage(revise, state=tmp_path)
+        resumed = await stage.resume(ingest, {}, latest)
+        await stage.drain()  # the open one: no imager data here, so declared impossible
+        return resumed, stage
+
+    stage = asyncio.run(first_life())
+    pending = {alert_id for alert_id, _ in stage.store.pending()}
+    assert pending == {never.id, localized.id, retracted.id, open_.id}
+    stage.close()
+
+    resumed, stage = asyncio.run(second_life())
+    store = stage.store
+    assert resumed == 1  # only the open one needed work
+    assert store.state(never.id) is None  # never committed: nothing to localize
+    assert store.state(localized.id) == ("resolved", "already localized before the restart")
+    assert store.state(retracted.id) == ("resolved", "retracted before the restart")
+    assert store.state(open_.id) == ("resolved", "no imager data or attitude")
+    assert store.pending() == []
+    assert outbox.latest(open_.id).record_number == 1  # nothing was issued for it
+    stage.close()
+
+    # A resolved record stays resolved when the warm-up submits the alert again.
+    async def third_life() -> None:
+        stage = LocalizationStage(revise, state=tmp_path)
+        assert not await stage.guard(submit)(open_)  # already in the outbox
+        assert stage.store.state(open_.id)[0] == "resolved"
+        assert await stage.resume(ingest, {}, latest) == 0
+        stage.close()
+
+    asyncio.run(third_life())
+    outbox.close()
+    ingest.close()
