@@ -2,11 +2,15 @@
 
 It answers ``nrt cache ls/why/gc`` and staleness questions quickly. It is an
 index, not the truth: every row can be rebuilt from the manifests in the local
-tier, which happens automatically when the file is missing or damaged.
+tier, which happens automatically when the file is missing or damaged. So a write
+the disk refuses (full, or over a file-size limit) is logged and skipped rather
+than failing the computation that wanted it: the result is in the cache
+directory, and ``nrt cache verify`` (or the next rebuild) indexes it again.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -63,6 +67,45 @@ def _product_row(manifest: dict[str, Any], tiers: set[str]) -> dict[str, Any]:
     }
 
 
+#: SQLite's words for a write the storage refused (ENOSPC, EFBIG, EIO, ...).
+_REFUSED_WRITES = ("database or disk is full", "disk i/o error")
+
+
+def _skipped_if_refused(method):
+    """An index write the disk refuses is logged and skipped (see the module docstring)."""
+
+    @functools.wraps(method)
+    def write(self: Index, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if not any(words in str(exc).lower() for words in _REFUSED_WRITES):
+                raise
+            with self._lock:
+                if self.db.conn.in_transaction:
+                    self.db.conn.execute("ROLLBACK")
+                self.refused += 1
+                now = time.monotonic()
+                if now - self._reported >= REPORT_INTERVAL:  # once a minute, not per write
+                    self._reported = now
+                    log.error(
+                        "cache index %s cannot be written (%s; %d writes skipped so far): the "
+                        "disk under the state directory is full or a file-size limit stops it; "
+                        "results still go to the cache directory, and `nrt cache verify` "
+                        "indexes them again",
+                        self.path,
+                        exc,
+                        self.refused,
+                    )
+            return None
+
+    return write
+
+
+#: Seconds between two log lines about index writes the disk refuses.
+REPORT_INTERVAL = 60.0
+
+
 class Index:
     """One row per product; one row per known signature's components (for ``why``)."""
 
@@ -70,6 +113,9 @@ class Index:
         self.path = Path(path)
         self._lock = threading.RLock()
         self.rebuilt = False
+        #: index writes the disk refused (skipped), and when that was last logged.
+        self.refused = 0
+        self._reported = -REPORT_INTERVAL
         self.db = self._open()
 
     # ------------------------------------------------------------ opening
@@ -129,6 +175,7 @@ class Index:
 
     # ------------------------------------------------------------ writing
 
+    @_skipped_if_refused
     def record(self, manifest: dict[str, Any], tier: str) -> None:
         """Note that `tier` holds the product described by `manifest`."""
         with self._lock:
@@ -141,6 +188,7 @@ class Index:
                     manifest["signature"], manifest.get("element", ""), manifest["components"]
                 )
 
+    @_skipped_if_refused
     def record_many(self, items: list[tuple[dict[str, Any], list[str]]]) -> None:
         """``record`` for many (manifest, tiers) at once, in one transaction per table.
 
@@ -175,6 +223,7 @@ class Index:
                 if "components" in m
             )
 
+    @_skipped_if_refused
     def remember(self, signature: str, element: str, components: dict[str, Any]) -> None:
         """Keep a signature's components so ``why`` can explain it later."""
         with self._lock:
@@ -187,6 +236,7 @@ class Index:
                 pk="signature",
             )
 
+    @_skipped_if_refused
     def remember_many(self, rows: Iterable[tuple[str, str, dict[str, Any]]]) -> None:
         with self._lock, self.db.conn:
             self.db["signatures"].upsert_all(
@@ -197,6 +247,7 @@ class Index:
                 pk="signature",
             )
 
+    @_skipped_if_refused
     def forget(self, signature: str, tier: str | None = None) -> None:
         """Drop `tier` from a row (all tiers if None); delete the row when none is left."""
         with self._lock:
@@ -211,12 +262,14 @@ class Index:
             else:
                 self.db["products"].delete(signature)
 
+    @_skipped_if_refused
     def touch(self, signature: str) -> None:
         with self._lock:
             self.db.execute(
                 "UPDATE products SET last_access = ? WHERE signature = ?", [time.time(), signature]
             )
 
+    @_skipped_if_refused
     def save_tier_stats(
         self, tier: str, latency_s: float, bandwidth_bps: float, samples: int
     ) -> None:
