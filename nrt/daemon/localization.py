@@ -283,39 +283,59 @@ class LocalizationStage:
         for alert_id, request in await self._db(self.store.pending):
             if alert_id in self._requested:
                 continue
-            alert = await latest(alert_id)
-            if alert is None:  # killed between this record and the outbox commit
-                await self._db(self.store.forget, alert_id)
-                continue
-            if alert.alert_type == "retraction" or alert.localization is not None:
-                outcome = "retracted" if alert.localization is None else "already localized"
-                await self._resolve(alert_id, f"{outcome} before the restart")
-                continue
-            record = records.get(alert_id)
-            if record is None:
-                from nrt.daemon.stream import AlertRecord
-
-                trigger = SimpleNamespace(
-                    time_met=float(request["trigger_time_met"]),
-                    timescale=float(request["timescale"]),
-                    pointing=request["pointing"],
-                    instrument=alert.instrument,
-                    flags=(),
-                )
-                now = time.monotonic()
-                record = AlertRecord(alert, trigger, now, now)
-            req = _request(record)
-            req.chunks = await self._read_back(ingest, req, alert)
-            self._pending.append(req)
-            self._requested.add(alert_id)
-            resumed += 1
-            log.warning(
-                "localization of alert %s resumed after a restart (%d imager chunks read back)",
-                alert_id,
-                len(req.chunks),
-            )
+            try:
+                resumed += await self._resume_one(alert_id, request, ingest, records, latest)
+            except Exception as exc:  # one bad record must not keep the daemon from starting
+                log.exception("localization of alert %s could not be resumed", alert_id)
+                await self._resolve(alert_id, f"not resumed: {exc}")
         self._start_ready()
         return resumed
+
+    async def _resume_one(
+        self,
+        alert_id: str,
+        request: dict[str, Any],
+        ingest: Any,
+        records: dict[str, Any],
+        latest: Callable[[str], Awaitable[Alert | None]],
+    ) -> int:
+        alert = await latest(alert_id)
+        if alert is None:  # killed between this record and the outbox commit
+            await self._db(self.store.forget, alert_id)
+            return 0
+        if alert.alert_type == "retraction" or alert.localization is not None:
+            outcome = "retracted" if alert.localization is None else "already localized"
+            await self._resolve(alert_id, f"{outcome} before the restart")
+            return 0
+        record = records.get(alert_id)
+        if record is None:
+            from nrt.daemon.stream import AlertRecord
+
+            time_met = alert.trigger_time_met
+            if time_met is None:
+                time_met = request.get("trigger_time_met")
+            if time_met is None:
+                await self._resolve(alert_id, "no trigger time (MET) to localize at")
+                return 0
+            trigger = SimpleNamespace(
+                time_met=float(time_met),
+                timescale=float(alert.rate_duration or request.get("timescale") or 0.05),
+                pointing=alert.pointing or request.get("pointing"),
+                instrument=alert.instrument,
+                flags=(),
+            )
+            now = time.monotonic()
+            record = AlertRecord(alert, trigger, now, now)
+        req = _request(record)
+        req.chunks = await self._read_back(ingest, req, alert)
+        self._pending.append(req)
+        self._requested.add(alert_id)
+        log.warning(
+            "localization of alert %s resumed after a restart (%d imager chunks read back)",
+            alert_id,
+            len(req.chunks),
+        )
+        return 1
 
     async def _read_back(self, ingest: Any, req: _Request, alert: Alert) -> list[Any]:
         """The imager chunks of the request's time range, and its pointing's attitude,
