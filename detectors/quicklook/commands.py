@@ -25,7 +25,9 @@ def quicklook(
 
     Pointings are taken in id order (revolution, then number: time order); each one's calibration drift is measured from the
     previous one's line positions. Results are cached ($NRT_CACHE_DIR), so running again
-    restores them. Exit status 2 if any check is in alarm, else 0.
+    restores them. A pointing whose record is not closed gets provisional products, up
+    to its last chunk (marked PTGOPEN in the FITS headers, "provisional" in --json).
+    Exit status 2 if any check is in alarm, else 0.
     """
     import nrt
     from detectors.quicklook.graph import build, reference_from, roots_from_files, run_quicklook
@@ -44,6 +46,10 @@ def quicklook(
     for pid in chosen:
         try:
             graph = build(every[pid], reference=reference)
+            try:
+                nrt.run(graph.PointingInfo)
+            except nrt.AnalysisException:  # no closed record: provisional, up to the data
+                graph = build(every[pid], reference=reference, open_pointing=True)
             run_quicklook(graph, outdir=outdir / pid if outdir else None)
         except (ValueError, nrt.AnalysisException) as exc:
             line = {"pointing": pid, "error": str(exc)}
@@ -51,6 +57,8 @@ def quicklook(
             continue
         reference = reference_from(graph)
         summary = graph.target.summary
+        if getattr(graph.PointingInfo, "provisional", False):
+            summary = {**summary, "provisional": True}
         worst = max(worst, summary["status"])
         if as_json:
             click.echo(json.dumps({"pointing": pid, **summary}, sort_keys=True))
@@ -61,5 +69,6 @@ def quicklook(
             f"{pid}  {summary['exposure']:7.0f} s  {summary['counts']:9d} counts  "
             f"gain {summary['gain']:.4f}  {len(summary['sources'])} source(s)  "
             + (", ".join(bad) or "all checks ok")
+            + ("  (provisional: pointing record not closed)" if summary.get("provisional") else "")
         )
     raise SystemExit(2 if worst >= 2 else 0)

@@ -99,3 +99,27 @@ def test_hook_uses_the_open_info_when_the_tracker_saw_no_closed_record(pointing_
     assert type(work.graph.PointingInfo).__name__ == "OpenPointingInfo"
     Ready.tstart, Ready.tstop = TSTART, TSTART + DURATION
     assert type(pointing_graph(Ready, None).graph.PointingInfo).__name__ == "PointingInfo"
+
+
+def test_nrt_quicklook_command_on_an_open_pointing(pointing_files, tmp_path):
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from nrt.cli import main
+
+    files, _closing = pointing_files
+    directory = tmp_path / "telemetry"
+    directory.mkdir()
+    for path in files:
+        shutil.copy(path, directory / path.name)
+    result = CliRunner().invoke(
+        main, ["quicklook", str(directory), "--out", str(tmp_path / "out"), "--json"]
+    )
+    assert result.exit_code in (0, 2), result.output
+    line = json.loads(result.output.strip().splitlines()[-1])
+    assert line["pointing"] == PID and line["provisional"] is True, line
+    assert line["exposure"] == pytest.approx(DURATION)
+    with fits.open(tmp_path / "out" / PID / f"{PID}_spectrum.fits") as hdus:
+        assert hdus[0].header["PTGOPEN"] is True
