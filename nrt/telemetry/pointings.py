@@ -6,7 +6,9 @@ when
 - its ``pointing`` record is closed (a row for it with ``TSTOP > TSTART``; a row with
   ``TSTOP <= TSTART`` announces a pointing still in progress), and, for each required
   kind, the chunks' ``TSTART..TSTOP`` intervals cover the pointing's ``TSTART..TSTOP``
-  with no gap longer than ``gap_tolerance`` ("covered"); or
+  with no gap longer than ``gap_tolerance`` inside it, and reach its end (within
+  ``END_TOLERANCE``: a pointing's last chunks are often shorter than the gap tolerance,
+  and announcing before them would redo the quick-look once per kind) ("covered"); or
 - ``grace`` seconds passed since anything last arrived for it ("grace"; the gaps are
   reported with it).
 
@@ -87,6 +89,11 @@ class PointingReady:
     data_stop: float | None = None
 
 
+#: Seconds by which a kind's data may stop short of the pointing record's end and still
+#: cover it (float rounding of times only; data that stop earlier wait for ``grace``).
+END_TOLERANCE = 1e-3
+
+
 class _Coverage:
     """How far one kind's chunks reach, without gaps, from the pointing's start.
 
@@ -133,7 +140,7 @@ class _Pointing:
             for record in self.files.values():
                 if record.kind in self.coverage:
                     self.coverage[record.kind].add(record.tstart, record.tstop)
-        return all(c.reach >= self.span[1] - tolerance for c in self.coverage.values())
+        return all(c.reach >= self.span[1] - END_TOLERANCE for c in self.coverage.values())
 
 
 class PointingTracker:

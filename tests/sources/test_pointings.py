@@ -70,6 +70,26 @@ def test_complete_exactly_when_the_last_piece_arrives_in_any_order(setup) -> Non
     assert event.roots["pointing"].get().columns["POINTING"].tolist() == [f.P1]
 
 
+def test_short_last_chunks_are_waited_for_and_the_pointing_announced_once(setup) -> None:
+    """The last chunk of each kind is shorter than the gap tolerance (as at a pointing's
+    end in the simulator and in real telemetry): coverage must reach the record's end,
+    or the pointing would be announced before them and looked at again once per kind."""
+    log, tracker, _clock, d = setup
+    tracker.gap_tolerance = 2.0
+    files = {f.name("pointing", f.P1, 0): f.pointing_record(f.P1, T0, T1)}
+    for kind, make in f.MAKERS.items():
+        for seq, (t0, seconds) in enumerate(((T0, 4.5), (T0 + 4.5, 4.5), (T0 + 9.0, 1.0))):
+            files[f.name(kind, f.P1, seq)] = make(pointing=f.P1, t0=t0, seconds=seconds)
+    last = [f.name(kind, f.P1, 2) for kind in f.MAKERS]
+    assert len(last) == 3, sorted(files)
+    ready = []
+    for name in [n for n in files if n not in last] + last:
+        ready += tracker.add(deliver(log, d, name, files[name]))
+        assert bool(ready) == (name == last[-1]), name
+    (event,) = ready
+    assert event.reason == "covered" and event.roots["acs"].get().nfiles == 3
+
+
 def test_an_open_pointing_waits_for_its_closing_record(setup) -> None:
     log, tracker, _clock, d = setup
     files = pointing_files()
