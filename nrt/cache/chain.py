@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 REPLICATE_SECONDS_PER_MIB = 1.0
 #: Tier statistics are written to the index at most this often (seconds) per tier.
 STATS_SAVE_INTERVAL = 5.0
+#: gc keeps the components (for ``nrt cache why``) of this many signatures whose products
+#: were evicted, the most recent first; those with a product are always kept.
+SIGNATURES_KEPT = 2000
 
 
 @dataclass
@@ -451,7 +454,9 @@ class Cache:
                 total -= row["size"] or 0
                 evict(row)
         local.clean_staging()
-        return {"evicted": len(evicted), "bytes_freed": freed}
+        forgotten = self.index.prune_signatures(SIGNATURES_KEPT) or 0
+        self._remembered.clear()  # bounded too; a graph seen again is remembered again
+        return {"evicted": len(evicted), "bytes_freed": freed, "signatures_forgotten": forgotten}
 
     def stats(self) -> dict[str, Any]:
         found = self.index.stats() if self.index else {}

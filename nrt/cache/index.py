@@ -248,6 +248,21 @@ class Index:
             )
 
     @_skipped_if_refused
+    def prune_signatures(self, keep: int) -> int:
+        """Forget the components of all but the `keep` most recently first-seen signatures
+        that no longer have a product (``why`` can then no longer explain those); the ones
+        with a product are always kept. Without this the table grows with every signature
+        ever computed (a daemon: ~1000 a day, ~5 kB each). Returns how many were forgotten."""
+        orphans = "signature NOT IN (SELECT signature FROM products)"
+        with self._lock, self.db.conn:
+            cursor = self.db.execute(
+                f"DELETE FROM signatures WHERE {orphans} AND rowid NOT IN "
+                f"(SELECT rowid FROM signatures WHERE {orphans} ORDER BY rowid DESC LIMIT ?)",
+                [keep],
+            )
+            return cursor.rowcount
+
+    @_skipped_if_refused
     def forget(self, signature: str, tier: str | None = None) -> None:
         """Drop `tier` from a row (all tiers if None); delete the row when none is left."""
         with self._lock:

@@ -183,3 +183,22 @@ def test_cli_ls_show_stats():
     assert "element    Payload" in shown.output and "local    has it" in shown.output
     assert "products: 1" in runner.invoke(cli, ["cache", "stats"]).output
     assert runner.invoke(cli, ["cache", "show", "ffffffff"]).exit_code != 0
+
+
+def test_gc_forgets_components_of_evicted_signatures_beyond_a_bound(isolated_nrt_dirs, monkeypatch):
+    """``why`` needs the components of recent signatures; those of long-evicted products
+    must not pile up in the index (a daemon computes ~1000 signatures a day)."""
+    from nrt.cache import chain
+
+    cache = Cache.open()
+    made = [Payload(seed=s, size=10).get(cache=cache) for s in range(6)]
+    assert all(cache.index.components(e.signature) for e in made)
+    monkeypatch.setattr(chain, "SIGNATURES_KEPT", 2)
+    result = cache.gc(max_bytes=1)  # every product evicted: all six are orphans now
+    assert result["evicted"] == 6 and result["signatures_forgotten"] == 4
+    kept = [e.signature for e in made if cache.index.components(e.signature)]
+    assert kept == [e.signature for e in made[-2:]], "the most recent ones are kept"
+    # Computed anew: it has a product again, so its components stay.
+    again = Payload(seed=0, size=10).get(cache=cache)
+    assert cache.gc()["signatures_forgotten"] == 0  # two orphans left, within the bound
+    assert cache.index.components(again.signature) is not None
