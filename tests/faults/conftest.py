@@ -20,6 +20,7 @@ from tests.daemon.harness import simulated
 LONG_ONLY = {
     "test_network_cut_reset_then_blackhole",
     "test_cache_disk_full_then_space_returns",
+    "test_file_size_limit_then_lifted",
     "test_cache_payloads_and_index_corrupted",
     "test_clock_jump_and_a_pointing_that_never_closes",
 }

@@ -178,7 +178,7 @@ def test_file_size_limit_then_lifted(tmp_path, telemetry, mosquitto):
     # Time to set the limit between ingestion and the grace-time quick-look; no FITS
     # products: at up to 260 kB they are larger than the cache payloads the limit stops.
     config.write_text(
-        text.replace('[quicklook]\ngrace = "5s"', '[quicklook]\ngrace = "15s"\nproducts = "off"')
+        text.replace('[quicklook]\ngrace = "5s"', '[quicklook]\ngrace = "10s"\nproducts = "off"')
     )
     collector = Collector(mosquitto.port, client_id="fsize-collector")
     daemon = Running(config, tmp_path, preexec_fn=_ignore_sigxfsz)
