@@ -37,7 +37,7 @@ def ingest_log_path() -> Path:
 
 def ready(pointing: str, log: Any = None) -> Any:
     """A ``PointingReady`` for an archived pointing, from the ingest log (read only)."""
-    from nrt.telemetry.pointings import PointingReady, TelemetryFiles, file_set_digest
+    from nrt.telemetry.pointings import PointingTracker
 
     path = ingest_log_path()
     if log is None:
@@ -47,28 +47,13 @@ def ready(pointing: str, log: Any = None) -> Any:
                 "record of its telemetry; set NRT_STATE_DIR to the daemon's state directory"
             )
         log = _log(str(path))
-    latest: dict[str, Any] = {}
-    for record in log.records(pointing):  # in order received: a later file replaces
-        latest[record.name] = record
-    if not latest:
+    found = PointingTracker(log).load(pointing)
+    if found is None:
         raise LookupError(
             f"pointing {pointing} is not in the ingest log {path}; `nrt reprocess --from/--to` "
             "lists the archived ones"
         )
-    by_kind: dict[str, list[Any]] = {}
-    for record in latest.values():
-        by_kind.setdefault(record.kind, []).append(record)
-    span = _spans(log).get(pointing)
-    return PointingReady(
-        pointing=pointing,
-        reason="archive",
-        digest=file_set_digest(r.sha256 for r in latest.values()),
-        tstart=span[0] if span else None,
-        tstop=span[1] if span else None,
-        roots={k: TelemetryFiles.of(pointing, k, recs) for k, recs in by_kind.items()},
-        gaps={},
-        update=False,
-    )
+    return found
 
 
 def pointing_graph(pointing: str) -> list[Element]:

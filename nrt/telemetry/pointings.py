@@ -341,6 +341,12 @@ class PointingTracker:
                 reach = max(reach or start, coverage.reach)
         return reach
 
+    def load(self, pointing: str, reason: str = "archive") -> PointingReady | None:
+        """`pointing` as the ingest log holds it, announced or not (``nrt reprocess``):
+        the same roots, span and ``data_stop`` the live daemon handed on. None if unknown."""
+        self._reload(pointing)
+        return self.ready(pointing, reason) if pointing in self._pointings else None
+
     def ready(self, pointing: str, reason: str) -> PointingReady:
         """`pointing` with its current files, to hand on again without announcing it anew
         (its quick-look was cut short by a crash)."""

@@ -87,3 +87,35 @@ def test_dates_select_archived_pointings_and_unknown_ones_are_errors(archived, c
     assert skipped[0]["pointing"] == "999900010010"
     assert "not in the ingest log" in skipped[0]["error"]
     assert lines[-1]["pointings_skipped"] == 1 and lines[-1]["ok"] > 0
+
+
+def test_an_archived_pointing_is_what_the_live_tracker_handed_on(tmp_path, isolated_nrt_dirs):
+    """Closed: the same file set, span and roots as the live announcement (so the same
+    signatures). Open (its record never closed): provisional, ended where the data reach."""
+    from nrt.telemetry.formats import write_chunk
+    from nrt.telemetry.pointings import PointingTracker
+
+    live_log = IngestLog()
+    tracker = PointingTracker(live_log)
+    closed, still_open = POINTINGS
+    (tmp_path / "telemetry").mkdir()
+    announced = []
+    for path in write_pointing(tmp_path / "telemetry", closed, tstart=8.0e8, duration=300.0):
+        announced += tracker.add(live_log.record_chunk(read_chunk(path), path, "inbox"))
+    files = write_pointing(tmp_path / "telemetry", still_open, tstart=8.1e8, duration=300.0)
+    record = dict(read_chunk(files[-1]).columns)  # rewritten as still in progress
+    record["TSTOP"] = record["TSTART"]
+    write_chunk(files[-1], "pointing", still_open, record, 8.1e8, 8.1e8)
+    for path in files:
+        announced += tracker.add(live_log.record_chunk(read_chunk(path), path, "inbox"))
+    live_log.close()
+    archive._log.cache_clear()
+    (live,) = announced  # the open one waits for its grace time
+    found = archive.ready(closed)
+    assert (found.digest, found.tstart, found.tstop) == (live.digest, live.tstart, live.tstop)
+    assert {k: r.signature for k, r in found.roots.items()} == {
+        k: r.signature for k, r in live.roots.items()
+    }
+    assert found.data_stop is None
+    provisional = archive.ready(still_open)
+    assert provisional.tstop is None and provisional.data_stop == pytest.approx(8.1e8 + 300.0)
