@@ -29,6 +29,7 @@ from tests.daemon.harness import (
     unmissable,
     wait_until,
 )
+from tests.faults.scenario import committed_now
 from tests.support.services import free_port, require_binary
 from tests.support.tcpproxy import TcpProxy
 
@@ -58,7 +59,7 @@ def _check_delivery(tmp_path, collector: Collector, truth, timeout: float, until
         got = collector.alerts()
         if not all(alerts_near(got, b["onset"]) for b in bright):
             return None
-        committed = committed_alerts(tmp_path)
+        committed = committed_now(tmp_path)
         return got if committed and set(committed) <= set(got) else None
 
     try:
@@ -75,7 +76,7 @@ def _check_delivery(tmp_path, collector: Collector, truth, timeout: float, until
     wait_until(
         lambda: all(
             d["state"] == "sent"
-            for r in committed_alerts(tmp_path).values()
+            for r in committed_now(tmp_path).values()
             for d in r["delivery"].values()
         ),
         30,
@@ -100,14 +101,14 @@ def _outage_run(tmp_path, telemetry, broker, broker_url, faults, outage, on_coll
         quiet, *slices = _phases(files, truth)
         feed(quiet, tmp_path / "inbox")
         for (break_link, mend_link), part in zip(faults, slices, strict=True):
-            before = len(committed_alerts(tmp_path))
+            before = len(committed_now(tmp_path))
             break_link()
             broken = time.monotonic()
             feed(part, tmp_path / "inbox")
             # Alerts are raised while the link is down: they wait in the outbox.
             wait_until(
                 lambda before=before: (
-                    len(committed_alerts(tmp_path)) > before
+                    len(committed_now(tmp_path)) > before
                     and (metric(port, 'nrt_outbox_pending{sink="mqtt"}') or 0) > 0
                 ),
                 max(outage, 5) + 30,
