@@ -88,15 +88,20 @@ CACHE_WRITE_ERRORS = Counter(
 
 STATE_REPAIRS = Counter(
     "nrt_state_repairs",
-    "State databases found damaged and repaired, by database (index, outbox, ingest) and "
-    "action: rebuilt (the cache index, from the manifests), salvaged (every readable outbox "
-    "row copied into a fresh outbox), reset (the ingest log started afresh). The damaged "
-    "file is kept beside the new one.",
+    "State databases found damaged and repaired, by database (index, outbox, ingest, "
+    "localizations) and action: rebuilt (the cache index, from the manifests), salvaged "
+    "(every readable outbox row copied into a fresh outbox), reset (the ingest log or the "
+    "pending-localization record started afresh). The damaged file is kept beside the new one.",
     ["database", "action"],
     registry=REGISTRY,
 )
 #: (database, action) pairs STATE_REPAIRS takes (the only ones: bounded, pre-set to 0).
-STATE_REPAIR_KINDS = (("index", "rebuilt"), ("outbox", "salvaged"), ("ingest", "reset"))
+STATE_REPAIR_KINDS = (
+    ("index", "rebuilt"),
+    ("outbox", "salvaged"),
+    ("ingest", "reset"),
+    ("localizations", "reset"),
+)
 
 # ---------------------------------------------------------------- pipeline
 #

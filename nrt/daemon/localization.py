@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from nrt import metrics, statedb
 from nrt.alerts.model import Alert, Localization
 from nrt.plugins import MissingHook, hook
 from nrt.telemetry.errors import TelemetryError
@@ -74,35 +75,20 @@ class PendingLocalizations:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = self._open()
-        except sqlite3.DatabaseError as exc:
-            # Only localization requests are at stake (the alerts are in the outbox).
-            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            log.error(
-                "localization record %s is damaged (%s); moved to %s, starting afresh "
-                "(localizations pending before are not resumed)",
-                self.path,
-                exc,
-                aside,
-            )
-            for suffix in ("", "-wal", "-shm"):
-                if Path(f"{self.path}{suffix}").exists():
-                    os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-            self.db = self._open()
+        self.db = statedb.open_or_reset(
+            self.path, _SCHEMA, "localizations", damaged=self._damaged, threads=True
+        )
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-            db.execute("SELECT count(*) FROM localizations").fetchone()
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+    def _damaged(self, exc: sqlite3.DatabaseError, aside: Path) -> None:
+        # Only localization requests are at stake (the alerts are in the outbox).
+        log.error(
+            "localization record %s is damaged (%s); moved to %s, starting afresh "
+            "(localizations pending before are not resumed)",
+            self.path,
+            exc,
+            aside,
+        )
+        metrics.STATE_REPAIRS.labels("localizations", "reset").inc()
 
     def expect(self, alert: Alert) -> None:
         """Record a pending localization for a new alert (kept as is if already known)."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nrt import metrics
+from nrt import metrics, statedb
 from nrt.paths import state_dir
 from nrt.telemetry.formats import MJDREF_IJD, Chunk, TelemetryError
 
@@ -162,39 +162,19 @@ class IngestLog:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "ingest.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            # A damaged record must not stop the daemon: set it aside and start afresh.
-            # The inbox rescan then sees every file as new; content already handled is
-            # handled again once (products come back from the cache by signature).
-            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
-            metrics.STATE_REPAIRS.labels("ingest", "reset").inc()
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(f"{self.path}{suffix}")
-                if src.exists():
-                    os.replace(src, f"{aside}{suffix}")
-            self._db = self._open()
+        self._db = statedb.open_or_reset(self.path, _SCHEMA, "chunks", damaged=self._damaged)
         self._claimed: set[str] = set()
         #: events by (source, outcome): outcome is handled, duplicate or quarantined.
         self.counts: Counter[tuple[str, str]] = Counter()
         #: called with (source, outcome) on each event, e.g. to feed a Prometheus counter.
         self.on_count: Callable[[str, str], None] | None = None
 
-    def _open(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            db.execute("SELECT count(*) FROM chunks").fetchone()
-        except sqlite3.DatabaseError:
-            db.close()
-            raise
-        return db
+    def _damaged(self, exc: sqlite3.DatabaseError, aside: Path) -> None:
+        # A damaged record must not stop the daemon: it is set aside and started afresh.
+        # The inbox rescan then sees every file as new; content already handled is
+        # handled again once (products come back from the cache by signature).
+        logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
+        metrics.STATE_REPAIRS.labels("ingest", "reset").inc()
 
     def close(self) -> None:
         self._db.close()

@@ -89,3 +89,22 @@ def test_resume_decides_from_the_outbox_and_resolves_everything(tmp_path):
     asyncio.run(third_life())
     outbox.close()
     ingest.close()
+
+
+def test_a_damaged_record_is_set_aside_counted_and_started_afresh(tmp_path):
+    from nrt import metrics
+    from nrt.daemon.localization import PendingLocalizations
+
+    path = tmp_path / "localizations.sqlite"
+    record = PendingLocalizations(path)
+    record.expect(_alert(10))
+    record.db.close()
+    path.write_bytes(b"\0garbage" * 1000)
+    repairs = {"database": "localizations", "action": "reset"}
+    before = metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs) or 0
+    again = PendingLocalizations(path)
+    assert metrics.REGISTRY.get_sample_value("nrt_state_repairs_total", repairs) == before + 1
+    assert len(list(tmp_path.glob("localizations.sqlite.damaged-*"))) == 1
+    assert again.db.execute("SELECT count(*) FROM localizations").fetchone() == (0,)
+    again.expect(_alert(20))
+    assert again.db.execute("SELECT count(*) FROM localizations").fetchone() == (1,)
