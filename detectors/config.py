@@ -15,7 +15,16 @@ class TriggerConfig:
     ``max_timescale``; each is searched with ``phases`` window offsets. The
     background of a window is the mean rate over ``background`` seconds ending
     ``gap`` seconds before it; the excess variance is measured over the
-    ``variance_window`` seconds before that. ``far_per_day`` is the only
+    ``variance_window`` seconds before that. Long windows get more: their
+    background spans ``background_windows`` window lengths (up to
+    ``max_background`` s; only where that stretch has no invalid bin and its
+    rate agrees with the ``background`` one within ``background_consistency``
+    sigma, else the ``background`` one; not in bracketed mode), and their excess variance is
+    measured over ``variance_windows`` window lengths, so that neither the
+    background estimate's noise nor the variance estimate's noise costs much
+    sensitivity. Windows of at least ``decaying_from`` seconds weigh their
+    second half by ``tail_weight`` (a fast-rise, slow-decay shape closer to a
+    long burst's than a boxcar; 1 makes them boxcars). ``far_per_day`` is the only
     threshold: it is turned into a significance with the calibrated trials
     factor (see :mod:`detectors.calibration`). ``bracket`` also takes the
     background after each window (BAT-style bracketing; for batch runs, or
@@ -27,9 +36,16 @@ class TriggerConfig:
     far_per_day: float = 1.0
     max_timescale: float = 13.0
     phases: int = 4
+    max_step: float = 1.6
     background: float = 40.0
     gap: float = 2.0
     variance_window: float = 600.0
+    background_windows: float = 20.0
+    max_background: float = 320.0
+    background_consistency: float = 3.0
+    variance_windows: float = 200.0
+    decaying_from: float = 5.0
+    tail_weight: float = 0.5
     min_variance_window: float = 30.0
     min_background_fraction: float = 0.5
     residual_clip: float = 9.0
@@ -59,6 +75,21 @@ class TriggerConfig:
         """Window lengths in bins: 1, 2, 4, ... up to ``max_timescale``."""
         kmax = max(1, int(np.floor(self.max_timescale / bin_width + 1e-9)))
         return 2 ** np.arange(int(np.floor(np.log2(kmax))) + 1)
+
+    def step(self, k: int, bin_width: float) -> int:
+        """Offset (bins) between successive windows of ``k`` bins: ``k / phases``, at most
+        ``max_step`` seconds (more phases on long windows, which are cheap)."""
+        return max(1, min(int(k) // self.phases, self.bins(self.max_step, bin_width)))
+
+    def background_seconds(self, window: float) -> float:
+        """Background length for a window of ``window`` seconds (before it)."""
+        if self.bracket:
+            return self.background
+        return max(self.background, min(self.max_background, self.background_windows * window))
+
+    def variance_seconds(self, window: float) -> float:
+        """How far back the excess variance of ``window``-second windows is measured."""
+        return max(self.variance_window, self.variance_windows * window)
 
     def bins(self, seconds: float, bin_width: float) -> int:
         """A duration in whole bins (at least one)."""

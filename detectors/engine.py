@@ -75,10 +75,12 @@ class _Tail:
 
 @dataclass
 class _Scale:
-    """Per-timescale state: window length, phase step, residual sums."""
+    """Per-timescale state: window length, phase step, background length, residual sums."""
 
     k: int
     step: int
+    bkg: int
+    tail: float  # weight of the window's second half (1: a boxcar)
     next_window: int
     lag: int
     span: int
@@ -130,18 +132,21 @@ class Engine:
         self.fano_clean = _Tail(("fano",), (float,))
         self.scales = []
         for k in self.ladder:
-            step = max(1, int(k) // config.phases)
+            step = config.step(int(k), bin_width)
             lag = -(-(int(k) + self.gap) // step)
-            span = max(1, self.var // step)
-            self.scales.append(
-                _Scale(int(k), step, 0, lag, span, _Tail(("cum_r", "cum_n"), (float, float)))
-            )
+            span = max(1, b(config.variance_seconds(k * bin_width)) // step)
+            bkg = max(self.bkg, b(config.background_seconds(k * bin_width)))
+            shaped = k >= 2 and k * bin_width >= config.decaying_from
+            tail = config.tail_weight if shaped else 1.0
+            res = _Tail(("cum_r", "cum_n"), (float, float))
+            self.scales.append(_Scale(int(k), step, bkg, tail, 0, lag, span, res))
+        self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
         self.spiked = 0  # bins through the spike veto
         self.last_end: float | None = None
         self.grouper = Grouper(self, config)
         self.zero_run = 0.0  # expected counts over the current run of zero bins
-        self.history = self.gap + self.bkg + self.var + 2 * self.kmax + self.post + 8
+        self.history = self.gap + self.bkg_max + self.var + 2 * self.kmax + self.post + 8
 
     # ------------------------------------------------------------------ input
     def push(
@@ -243,16 +248,35 @@ class Engine:
 
     # ------------------------------------------------------- background rates
     def _window_rate(
-        self, cum: str, s0: int, n: int, step: int = 1, ecum: str = "cum_expo", need=None
-    ) -> np.ndarray:
-        """Background rate before the window starts s0, s0+step, ... (NaN if too little)."""
+        self,
+        cum: str,
+        s0: int,
+        n: int,
+        step: int = 1,
+        ecum: str = "cum_expo",
+        need=None,
+        bkg: int | None = None,
+        full: bool = False,
+    ):
+        """Background rate before the window starts s0, s0+step, ... (NaN if too little).
+
+        ``bkg`` bins long (default the configured background); with ``full``,
+        also the background's exposure and its number of invalid bins.
+        """
         need = self.min_bkg_exposure if need is None else need
+        bkg = self.bkg if bkg is None else bkg
         c = self.cums
-        hi, lo = s0 - self.gap - c.base, s0 - self.gap - self.bkg - c.base
+        hi, lo = s0 - self.gap - c.base, s0 - self.gap - bkg - c.base
         e = _take(c[ecum], hi, n, step) - _take(c[ecum], lo, n, step)
         x = _take(c[cum], hi, n, step) - _take(c[cum], lo, n, step)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where((e >= need) & (e > 0), x / e, np.nan)
+            rate = np.where((e >= need) & (e > 0), x / e, np.nan)
+        if not full:
+            return rate
+        if bkg == self.bkg:  # the configured background: invalid bins are allowed in it
+            return rate, e, None
+        bad = _take(c["cum_bad"], hi, n, step) - _take(c["cum_bad"], lo, n, step)
+        return rate, e, bad
 
     def _rates(self, a: int, b: int) -> None:
         """Raw background rate and raw 1-bin excess variance for new bins."""
@@ -289,17 +313,21 @@ class Engine:
         expo = _padded(self.bins["expo"], a - 1 - self.bins.base, b + 1 - self.bins.base, 0.0)
         valid = _padded(self.bins["valid"], a - 1 - self.bins.base, b + 1 - self.bins.base, False)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mus = [rate * expo[d : d + b - a] for d in (0, 1, 2)]
+            mu = rate * expo[1:-1]
+            z0 = np.where(valid[1:-1], (raw[1:-1] - mu) / np.sqrt(fano * mu), -np.inf)
+            # neighbours only where the bin itself is far up (few): same numbers as for all
+            i = np.flatnonzero(z0 > self.cfg.spike_sigma)
+            ms = [rate[i] * expo[i + d] for d in (0, 2)]
             zs = [
-                np.where(
-                    valid[d : d + b - a], (raw[d : d + b - a] - m) / np.sqrt(fano * m), -np.inf
-                )
-                for d, m in zip((0, 1, 2), mus, strict=True)
+                np.where(valid[i + d], (raw[i + d] - m) / np.sqrt(fano[i] * m), -np.inf)
+                for d, m in zip((0, 2), ms, strict=True)
             ]
-        z0 = zs[1]
-        limit = np.maximum(self.cfg.spike_neighbour_sigma, self.cfg.spike_neighbour_fraction * z0)
-        spike = (z0 > self.cfg.spike_sigma) & (zs[0] < limit) & (zs[2] < limit)
-        clean = np.where(spike, mus[1], raw[1:-1])
+        limit = np.maximum(
+            self.cfg.spike_neighbour_sigma, self.cfg.spike_neighbour_fraction * z0[i]
+        )
+        i = i[(zs[0] < limit) & (zs[1] < limit)]
+        clean = raw[1:-1].copy()
+        clean[i] = mu[i]
         bi = slice(a - self.bins.base, b - self.bins.base)
         self.bins["clean"][bi] = clean
         self.cums.data["cum_clean"] = self.cums["cum_clean"][: a - self.cums.base + 1]
@@ -336,12 +364,21 @@ class Engine:
             e = _take(c["cum_expo"], hi, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
             bad = _take(c["cum_bad"], hi, nw, sc.step) - _take(c["cum_bad"], lo, nw, sc.step)
             rate = _take(rate_all, s0 - a0, nw, sc.step)
+            ebkg = float(self.bkg)  # white-noise floor: F_1 (1 + k/L) in bins
+            if sc.bkg > self.bkg:
+                rate, ebkg = self._long_background(sc, s0, nw, rate)
             if self.cfg.bracket:
                 rate = self._bracket(rate, s0 + sc.k, nw, sc.step, end)
             mu = rate * e
             ok = (bad == 0) & (mu > 0)
+            # the tested statistic: the window's counts, or for a decaying window the
+            # weighted counts scaled to Poisson-like units (x, m: mean = variance under
+            # background), with ``eff`` its effective exposure
+            x, m, eff = n, mu, e
+            if sc.tail < 1.0:
+                x, m, eff = self._decaying(sc, s0, nw, n, e, rate)
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(ok, np.minimum((n - mu) ** 2 / mu, self.clip), 0.0)
+                r = np.where(ok, np.minimum((x - m) ** 2 / m, self.clip), 0.0)
             sc.res.append(cum_r=r, cum_n=ok.astype(float))
             fano, cnt = self._trailing(sc.res, "cum_r", "cum_n", j0, nw, 1, sc.lag, sc.span)
             if sc.k == 1:
@@ -349,15 +386,18 @@ class Engine:
                 self.fano_clean.append(fano=fano)
             else:
                 f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
-                # white noise gives F_1 (1 + k/L) (the background estimate's own scatter);
+                # white noise gives F_1 (1 + k/L) (the background estimate's own scatter;
+                # for a long background and a decaying window, effective exposures);
                 # measured F_k is used only above that floor, so its noise never lowers F
-                floor = f1 * (1.0 + sc.k / self.bkg)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = eff / ebkg if sc.bkg > self.bkg else (eff / e) * (sc.k / ebkg)
+                    floor = f1 * (1.0 + ratio)
                 fano = np.where(cnt * sc.step >= 10 * sc.k, np.maximum(fano, floor), floor)
             with np.errstate(divide="ignore", invalid="ignore"):
-                pre = (n - mu) / np.sqrt(fano * mu)
+                pre = (x - m) / np.sqrt(fano * m)
             hit = np.flatnonzero(ok & (pre >= thr))
             if hit.size:
-                sig = poisson_significance(n[hit], mu[hit], fano[hit])
+                sig = poisson_significance(x[hit], m[hit], fano[hit])
                 keep = sig >= thr
                 h = hit[keep]
                 if h.size:
@@ -373,6 +413,43 @@ class Engine:
             rows = rows[order]
         self.grouper.add([Candidate(*map(float, r)) for r in rows], end - ahead)
         self._trim()
+
+    def _decaying(self, sc: _Scale, s0: int, nw: int, n, e, rate):
+        """Weighted counts of windows weighted 1 on their first half, ``tail`` on the second.
+
+        With ``S = sum w e`` and ``Q = sum w^2 e`` the weighted counts have mean
+        ``r S`` and Poisson variance ``r Q``; scaled by ``c = S/Q`` they have
+        mean = variance (``c r S``), so the likelihood-ratio significance and the
+        excess-variance machinery apply unchanged (``c S`` is the effective exposure).
+        """
+        c, a = self.cums, sc.tail
+        lo, mid = s0 - c.base, s0 + sc.k // 2 - c.base
+        n1 = _take(c["cum_clean"], mid, nw, sc.step) - _take(c["cum_clean"], lo, nw, sc.step)
+        e1 = _take(c["cum_expo"], mid, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
+        xs = n1 + a * (n - n1)
+        ws = e1 + a * (e - e1)
+        q = e1 + a * a * (e - e1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(q > 0, ws / q, 1.0)
+        return scale * xs, scale * rate * ws, scale * ws
+
+    def _long_background(self, sc: _Scale, s0: int, nw: int, rate):
+        """The longer background of a long timescale, where it can be trusted.
+
+        It is used where it has no invalid bin (so gaps and drop-outs behave
+        the same on every timescale) and agrees with the short background
+        within ``background_consistency`` sigma (the difference of two nested
+        means has variance ``F_1 r (1/e_short - 1/e_long)``): after a step or
+        a ramp the short background, which follows it, is kept.
+        """
+        lrate, le, lbad = self._window_rate("cum_clean", s0, nw, sc.step, bkg=sc.bkg, full=True)
+        _, ebkg, _ = self._window_rate("cum_clean", s0, nw, sc.step, full=True)
+        f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (rate - lrate) / np.sqrt(f1 * lrate * np.maximum(1.0 / ebkg - 1.0 / le, 0.0))
+            use = (lbad == 0) & (np.abs(z) <= self.cfg.background_consistency)
+        use |= (lbad == 0) & (le == ebkg) & np.isfinite(lrate)  # same data (stream start)
+        return np.where(use, lrate, rate), np.where(use, le, ebkg)
 
     def _bracket(self, pre: np.ndarray, e0: int, n: int, step: int, end: int) -> np.ndarray:
         """Mean of the rates before and after windows ending at e0, e0+step, ...
@@ -401,6 +478,10 @@ class Engine:
                 t.trim(max(keep, t.base))
 
     # --------------------------------------------------------- look-ups used by grouping
+    def background_bins(self, k: int) -> int:
+        """Background length (bins) of the windows of ``k`` bins."""
+        return next((sc.bkg for sc in self.scales if sc.k == k), self.bkg)
+
     def interval(self, a: int, b: int) -> tuple[float, float, int]:
         """Clean counts, valid exposure and invalid bins over global bins [a, b)."""
         c = self.cums

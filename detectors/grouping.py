@@ -57,6 +57,7 @@ class _Group:
     first: Candidate
     best: Candidate
     n: int = 1
+    kmax: int = 1  # longest window in the group (its background reaches furthest back)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ class Grouper:
         for c in cands:
             s, e = int(c.start), c.end
             touching = [g for g in self.open if s <= g.end + merge and e >= g.start - merge]
-            g = _Group(s, e, c, c)
+            g = _Group(s, e, c, c, kmax=int(c.k))
             if not touching and self.cfg.prompt:
                 self.prompt.append(_prompt_report(c))
             for t in touching:
@@ -138,7 +139,7 @@ class Grouper:
             flags.append(FLAG_BACKGROUND_VARIATION)
         if _saturated(eng.raw_counts(g.start, g.end), cfg.saturation_run):
             flags.append(FLAG_SATURATED)
-        _, _, bad = eng.interval(g.start - eng.gap - eng.bkg, g.end + eng.gap)
+        _, _, bad = eng.interval(g.start - eng.gap - eng.background_bins(g.kmax), g.end + eng.gap)
         if bad:
             flags.append(FLAG_NEAR_GAP)
         return GroupReport(
@@ -173,7 +174,9 @@ def _prompt_report(c: Candidate) -> GroupReport:
 def _merge(a: _Group, b: _Group) -> _Group:
     first = min((a.first, b.first), key=lambda c: (c.end, c.start))
     best = min((a.best, b.best), key=lambda c: (c.score, -c.significance, c.start))
-    return _Group(min(a.start, b.start), max(a.end, b.end), first, best, a.n + b.n)
+    return _Group(
+        min(a.start, b.start), max(a.end, b.end), first, best, a.n + b.n, max(a.kmax, b.kmax)
+    )
 
 
 def _saturated(raw: np.ndarray, run: int) -> bool:

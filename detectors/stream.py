@@ -105,9 +105,9 @@ class StreamTriggers:
 
 def _windows_per_bin(trigger: RateTrigger) -> float:
     """Test windows per new bin over the timescale ladder (a window of k bins starts every
-    k / phases bins)."""
-    phases = trigger.config.phases
-    return float(sum(min(phases, k) / k for k in trigger.config.ladder(trigger.bin_width)))
+    ``config.step(k)`` bins)."""
+    cfg, w = trigger.config, trigger.bin_width
+    return float(sum(1.0 / cfg.step(int(k), w) for k in cfg.ladder(w)))
 
 
 def _best_per_event(triggers: list[Trigger]) -> list[Trigger]:
