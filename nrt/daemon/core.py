@@ -46,6 +46,8 @@ RECENT = 1000
 #: An announced pointing quiet for this many grace periods leaves the
 #: tracker's memory; a late chunk brings it back from the ingest log (one indexed query).
 TRACKER_RETAIN = 4
+#: Seconds between checkpoints of the ingest log's WAL (from a worker thread).
+CHECKPOINT_INTERVAL = 5.0
 #: Seconds of data the ingest log keeps for announced pointings (as the tracker's retain).
 INGEST_RETAIN = 2 * 86400.0
 
@@ -209,7 +211,7 @@ class Daemon:
         )
         cache.degrade_on_write_error = True  # a full cache disk must not stop the quick-look
         server = metrics.serve(self.config.metrics.listen) if self.config.metrics.listen else None
-        ingest = IngestLog(self.layout.state / "ingest.sqlite")
+        ingest = IngestLog(self.layout.state / "ingest.sqlite", background_checkpoints=True)
         ingest.on_count = lambda source, outcome: (
             metrics.TELEMETRY_FILES.labels("any", outcome).inc() if outcome != "handled" else None
         )
@@ -245,6 +247,7 @@ class Daemon:
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._maintain(cache, ingest, publisher), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
+            asyncio.create_task(self._checkpoints(ingest), name="checkpoints"),
         ]
         resumed = tracker.restore()
         announced = ingest.announced()
@@ -430,6 +433,16 @@ class Daemon:
                     )
             except Exception:
                 log.exception("cache gc failed")
+
+    async def _checkpoints(self, ingest: IngestLog) -> None:
+        """The ingest log's WAL goes back into its database here, off the loop: the loop
+        commits to it for every chunk, and must never wait on the sync a checkpoint does."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await asyncio.to_thread(ingest.checkpoint)
+            except Exception:  # e.g. disk full: the WAL grows until the next one succeeds
+                log.exception("ingest log checkpoint failed")
 
     async def _gauges(self, publisher: Publisher, tracker: PointingTracker) -> None:
         """Gauges that describe state rather than events, refreshed every few seconds."""
