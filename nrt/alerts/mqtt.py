@@ -6,10 +6,20 @@ aiomqtt (2.x) completes a QoS 1 publish on any PUBACK and drops the PUBACK's
 reason code, so a broker ACL that forbids the topic would look like success.
 `CheckedClient` keeps those reason codes and `publish_checked` raises
 `PublishRefused` for them: a refused alert stays in the outbox and is reported.
+
+aiomqtt 2.x also fails a publish still awaiting its PUBACK only at its timeout
+(10 s), even once the connection is known to be lost, and waits out the same
+timeout when the broker's side closes a connection before its CONNACK. With no
+public hook for either (aiomqtt 2.5.1, the last 2.x; 3.0 is an alpha on another
+protocol library), `CheckedClient` watches aiomqtt's private ``_disconnected``
+future and ``_connected`` future and raises `ConnectionLost` at once: the
+publisher then reconnects and sends the same outbox row again, so an outage
+delays alerts by the outage and the reconnect, not by a further timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from dataclasses import dataclass, field
@@ -32,6 +42,10 @@ VOEVENT_TYPE = "application/x-voevent+xml"
 
 class BrokerError(RuntimeError):
     """The broker cannot be used as configured; the message says what to change."""
+
+
+class ConnectionLost(aiomqtt.MqttError):
+    """The connection dropped before the broker answered (CONNACK or PUBACK): retry."""
 
 
 class PublishRefused(BrokerError):
@@ -168,11 +182,34 @@ class CheckedClient(aiomqtt.Client):
             return info
 
         self._client.publish = publish  # type: ignore[method-assign]
+        #: True while __aenter__ waits for the CONNACK (see _on_disconnect).
+        self._connecting = False
+
+    async def __aenter__(self) -> CheckedClient:
+        self._connecting = True
+        try:
+            return await super().__aenter__()
+        finally:
+            self._connecting = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             self._refusals[mid] = reason_code
         super()._on_publish(client, userdata, mid, reason_code, properties)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        # aiomqtt ignores a connection closed before the CONNACK (e.g. a proxy or
+        # load balancer that accepts and then drops it), and `__aenter__` waits
+        # out its whole timeout; fail the connect attempt now instead.
+        if self._connecting and not self._connected.done():
+            self._connected.set_exception(
+                ConnectionLost(
+                    f"connection to {self._hostname}:{self._port} closed before the "
+                    f"broker answered CONNECT ({reason_code})"
+                )
+            )
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
     async def publish_checked(
         self,
@@ -183,20 +220,61 @@ class CheckedClient(aiomqtt.Client):
         properties: Properties | None = None,
         timeout: float | None = None,
     ) -> None:
-        """Publish with QoS 1 and return only when the broker accepted it."""
+        """Publish with QoS 1 and return only when the broker accepted it.
+
+        Raises `PublishRefused` for a PUBACK with a failure reason code, and
+        `ConnectionLost` as soon as the connection drops before the PUBACK (not
+        at the timeout: see the module doc); the caller sends it again on a new
+        connection (a duplicate of the same message at worst, as QoS 1 allows).
+        """
+        lost = self._disconnected  # replaced by the next __aenter__, so keep this one
+        if lost.done():
+            raise _lost(lost, topic)
         infos: list[paho.MQTTMessageInfo] = []
-        await self.publish(
-            topic,
-            payload,
-            qos=1,
-            retain=retain,
-            properties=properties,
-            timeout=timeout,
-            info_sink=infos,
+        publish = asyncio.ensure_future(
+            self.publish(
+                topic,
+                payload,
+                qos=1,
+                retain=retain,
+                properties=properties,
+                timeout=timeout,
+                info_sink=infos,
+            )
         )
-        reason = self._refusals.pop(infos[0].mid, None) if infos else None
+        try:
+            await asyncio.wait((publish, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not publish.done() and not (infos and infos[0].is_published()):
+                # Lost (or we are cancelled) before the PUBACK: stop waiting for it.
+                # aiomqtt's publish removes its pending call when cancelled.
+                publish.cancel()
+                await asyncio.wait((publish,))
+                if not publish.cancelled():
+                    publish.exception()  # retrieved: the loss below is what we report
+        if publish.cancelled():
+            raise _lost(lost, topic)
+        # Done, or its PUBACK already handled by paho as the connection dropped
+        # (the same read): it completes without waiting, with that PUBACK's outcome.
+        await publish
+        if not infos or not infos[0].is_published():
+            raise _lost(lost, topic)  # not expected: aiomqtt returned without a PUBACK
+        reason = self._refusals.pop(infos[0].mid, None)
         if reason is not None:
             raise PublishRefused(topic, reason)
+
+
+def _lost(disconnected: asyncio.Future, topic: str) -> ConnectionLost:
+    """The error for a publish to `topic` whose connection is gone, chained to its cause."""
+    cause = None
+    if disconnected.done() and not disconnected.cancelled():
+        cause = disconnected.exception()  # also marks it retrieved: no asyncio noise
+    why = f": {cause}" if cause is not None else ""
+    error = ConnectionLost(
+        f"connection lost before the broker acknowledged the publish to {topic!r}{why}"
+    )
+    error.__cause__ = cause
+    return error
 
 
 def make_client(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from tests.alerts.conftest import broker_in
 from tests.alerts.factory import make_burst
 from tests.alerts.subscriber import Collector
 from tests.support.mosquitto import Mosquitto
+from tests.support.tcpproxy import TcpProxy
 
 
 def assert_each_once_in_order(collector: Collector, alerts) -> None:
@@ -64,6 +66,82 @@ def test_broker_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
         assert (body["id"], body["record_number"]) == first.key
     finally:
         collector.stop()
+        broker.stop()
+
+
+def test_publish_in_flight_when_the_link_drops_is_retried_at_once(tmp_path: Path) -> None:
+    """A publish awaiting its PUBACK when the connection is lost fails then, not at the
+    acknowledgement timeout, and goes again as soon as the link is back: the outage
+    delays it by the outage and the reconnect only. A proxy first swallows the bytes
+    (so the PUBACK cannot come: the publish is surely in flight), then resets the
+    connection and refuses new ones for a while."""
+    broker = broker_in(tmp_path / "mq").start()
+    proxy = TcpProxy(broker.port).start()
+    collector = Collector("127.0.0.1", broker.port, client_id="in-flight-sub").start()
+    before, in_flight = make_burst(n_ids=2, per_id=1)
+    mqtt = MqttConfig(url=f"mqtt://127.0.0.1:{proxy.port}")
+    config = AlertsConfig(mqtt=mqtt, retry_initial=0.05, retry_max=0.2)
+    # Well under the acknowledgement timeout, and far above the reconnect time
+    # (backoff at most retry_max, then a loopback connect).
+    bound = mqtt.timeout / 2
+    assert bound > 10 * config.retry_max
+    outage = 1.5
+    delivered: dict[tuple[str, int], float] = {}
+
+    def on_delivered(sink, row, age) -> None:
+        delivered[(row.id, row.record_number)] = time.monotonic()
+
+    async def until(predicate, timeout: float, what: str) -> float:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, f"{what}: not within {timeout:.1f} s"
+            await asyncio.sleep(0.01)
+        return time.monotonic()
+
+    async def scenario() -> None:
+        async with Publisher(config, on_delivered=on_delivered) as publisher:
+            assert await publisher.submit(before)
+            await publisher.flush(timeout=10)
+            client = publisher.mqtt.client
+            proxy.cut("blackhole")
+            assert await publisher.submit(in_flight)
+            # Both renderings handed to the broker, PUBACKs awaited (aiomqtt's own
+            # record of pending publishes: the only place that says "in flight").
+            await until(lambda: len(client._pending_publishes) == 2, 5, "publish in flight")
+            await asyncio.sleep(0.5)  # waiting for the PUBACK, as at a real cut
+            assert publisher.errors["mqtt"] is None and not delivered.get(in_flight.key)
+            proxy.cut("reset")
+            cut = time.monotonic()
+            failed = await until(lambda: publisher.errors["mqtt"], bound, "the publish failed")
+            assert failed - cut < bound, "failed at the timeout, not when the link dropped"
+            assert "connection lost" in publisher.errors["mqtt"]
+            # Reconnect attempts during the cut fail at once too (closed before CONNACK).
+            await asyncio.sleep(max(0.0, outage - (time.monotonic() - cut)))
+            assert in_flight.key not in delivered
+            proxy.restore()
+            restored = time.monotonic()
+            done = await until(lambda: in_flight.key in delivered, 2 * mqtt.timeout, "resent")
+            assert done - restored < bound, (
+                f"delivered {done - restored:.2f} s after the link returned "
+                f"(ack timeout {mqtt.timeout} s)"
+            )
+            assert publisher.errors["mqtt"] is None
+
+    try:
+        asyncio.run(scenario())
+        collector.wait_for(lambda c: len(c.on("/voevent")) >= 2)
+        keys = [m.key for m in collector.alerts()]
+        assert set(keys) == {before.key, in_flight.key}, "one id per burst, nothing lost"
+        assert keys.count(before.key) == 1 and 1 <= keys.count(in_flight.key) <= 2
+        store = Outbox(default_path(), readonly=True)
+        history = {(row.id, row.record_number): d for row, d in store.history()}
+        store.close()
+        state, attempts, _ = history[in_flight.key]["mqtt"]
+        assert state == "sent" and attempts >= 2, "a failed attempt, then the delivery"
+        assert proxy.connections >= 2, "it must have reconnected"
+    finally:
+        collector.stop()
+        proxy.stop()
         broker.stop()
 
 
