@@ -28,6 +28,23 @@ class CacheWriteError(OSError):
     """A result could not be written to a cache directory (full disk, permissions)."""
 
 
+def write_fix(err: int | None, root: Path) -> str:
+    """What to do about a failed write under `root`, by its errno."""
+    if err == errno.ENOSPC:
+        return f"free space on the file system holding {root} or point NRT_CACHE_DIR elsewhere"
+    if err == errno.EDQUOT:
+        return (
+            f"free space in your quota on {root}, raise the quota, or point NRT_CACHE_DIR elsewhere"
+        )
+    if err == errno.EFBIG:
+        return (
+            "a file went over the process's file-size limit (RLIMIT_FSIZE; or the largest "
+            "file the file system holds), not out of space: raise or remove that limit "
+            "(ulimit -f in the shell that starts nrt, LimitFSIZE= in its systemd unit)"
+        )
+    return f"check {root} (permissions, file system) or point NRT_CACHE_DIR elsewhere"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -159,7 +176,7 @@ class LocalTier:
             raise CacheWriteError(
                 exc.errno,
                 f"could not write {manifest.get('element', '?')} [{signature[:12]}] to "
-                f"{self.root}: {exc.strerror or exc}; free space or point NRT_CACHE_DIR elsewhere "
+                f"{self.root}: {exc.strerror or exc}; {write_fix(exc.errno, self.root)} "
                 "(the cache is left consistent: the partial write was discarded)",
             ) from exc
         finally:

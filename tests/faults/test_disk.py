@@ -115,7 +115,8 @@ def test_cache_disk_full_then_space_returns(tmp_path, telemetry, mosquitto):
             )
             assert len(product_digests(tmp_path / "state" / "products")) >= 4
             log = daemon.log()
-            assert "No space left on device" in log and "free space" in log, log[-3000:]
+            assert "No space left on device" in log, log[-3000:]
+            assert f"free space on the file system holding {cache}" in log, log[-3000:]
             assert "kept in memory only" in log
             assert cache_checksums(cache) == {}, "nothing could have been written"
 
@@ -219,6 +220,9 @@ def test_file_size_limit_then_lifted(tmp_path, telemetry, mosquitto):
         assert (metric(port, 'nrt_quicklook_runs_total{outcome="error"}') or 0) == 0
         log = daemon.log()
         assert "File too large" in log and "kept in memory only" in log, log[-3000:]
+        # The cause and its fix named, not the full-disk advice.
+        assert "file-size limit" in log and "ulimit -f" in log and "LimitFSIZE=" in log
+        assert "free space" not in log, log[-3000:]
         sizes = [p.stat().st_size for p in cache.rglob("*") if p.is_file()]
         assert max(sizes, default=0) <= LIMIT, "nothing larger than the limit was written"
         during = cache_checksums(cache)
