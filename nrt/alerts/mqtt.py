@@ -202,14 +202,25 @@ class CheckedClient(aiomqtt.Client):
         # load balancer that accepts and then drops it), and `__aenter__` waits
         # out its whole timeout; fail the connect attempt now instead.
         if self._connecting and not self._connected.done():
+            try:
+                on_loop = asyncio.get_running_loop() is self._loop
+            except RuntimeError:  # paho may write (and fail) from connect()'s thread
+                on_loop = False
+            if on_loop:
+                self._connect_failed(reason_code)
+            else:
+                self._loop.call_soon_threadsafe(self._connect_failed, reason_code)
+            return
+        super()._on_disconnect(client, userdata, flags, reason_code, properties)
+
+    def _connect_failed(self, reason_code: Any) -> None:
+        if self._connecting and not self._connected.done():
             self._connected.set_exception(
                 ConnectionLost(
                     f"connection to {self._hostname}:{self._port} closed before the "
                     f"broker answered CONNECT ({reason_code})"
                 )
             )
-            return
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
 
     async def publish_checked(
         self,
