@@ -28,6 +28,7 @@ from nrt import metrics, paths
 from nrt.alerts.mqtt import MqttConfig as BrokerConfig
 from nrt.alerts.publisher import AlertsConfig, Publisher
 from nrt.cache import Cache
+from nrt.daemon import memory
 from nrt.daemon.localization import LocalizationStage
 from nrt.daemon.quicklook import PointingStage
 from nrt.daemon.replay import END, ReplaySource
@@ -48,6 +49,8 @@ RECENT = 1000
 TRACKER_RETAIN = 4
 #: Seconds between checkpoints of the ingest log's WAL (from a worker thread).
 CHECKPOINT_INTERVAL = 5.0
+#: Seconds between handing free heap pages back to the kernel (``nrt.daemon.memory``).
+TRIM_INTERVAL = 60.0
 #: Seconds of data the ingest log keeps for announced pointings (as the tracker's retain).
 INGEST_RETAIN = 2 * 86400.0
 
@@ -205,6 +208,7 @@ class Daemon:
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
+        memory.limit_arenas()  # before the worker threads start (see nrt.daemon.memory)
         self.layout.state.mkdir(parents=True, exist_ok=True)
         cache = Cache.open(
             self.layout.cache, self.layout.state, memory_bytes=self.config.cache.memory_bytes
@@ -247,7 +251,7 @@ class Daemon:
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._maintain(cache, ingest, publisher), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
-            asyncio.create_task(self._checkpoints(ingest), name="checkpoints"),
+            asyncio.create_task(self._upkeep(ingest), name="upkeep"),
         ]
         resumed = tracker.restore()
         announced = ingest.announced()
@@ -434,15 +438,20 @@ class Daemon:
             except Exception:
                 log.exception("cache gc failed")
 
-    async def _checkpoints(self, ingest: IngestLog) -> None:
-        """The ingest log's WAL goes back into its database here, off the loop: the loop
-        commits to it for every chunk, and must never wait on the sync a checkpoint does."""
+    async def _upkeep(self, ingest: IngestLog) -> None:
+        """Off the loop, every few seconds: the ingest log's WAL goes back into its
+        database (the loop commits to it for every chunk and must never wait on the sync
+        a checkpoint does); every minute, free heap pages go back to the kernel."""
+        rounds = 0
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL)
+            rounds += 1
             try:
                 await asyncio.to_thread(ingest.checkpoint)
             except Exception:  # e.g. disk full: the WAL grows until the next one succeeds
                 log.exception("ingest log checkpoint failed")
+            if rounds % round(TRIM_INTERVAL / CHECKPOINT_INTERVAL) == 0:
+                await asyncio.to_thread(memory.trim)
 
     async def _gauges(self, publisher: Publisher, tracker: PointingTracker) -> None:
         """Gauges that describe state rather than events, refreshed every few seconds."""
