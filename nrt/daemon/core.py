@@ -47,8 +47,6 @@ RECENT = 1000
 #: An announced pointing quiet for this many grace periods leaves the
 #: tracker's memory; a late chunk brings it back from the ingest log (one indexed query).
 TRACKER_RETAIN = 4
-#: Seconds between checkpoints of the ingest log's WAL (from a worker thread).
-CHECKPOINT_INTERVAL = 5.0
 #: Seconds between handing free heap pages back to the kernel (``nrt.daemon.memory``).
 TRIM_INTERVAL = 60.0
 #: Seconds of data the ingest log keeps for announced pointings (as the tracker's retain).
@@ -215,7 +213,7 @@ class Daemon:
         )
         cache.degrade_on_write_error = True  # a full cache disk must not stop the quick-look
         server = metrics.serve(self.config.metrics.listen) if self.config.metrics.listen else None
-        ingest = IngestLog(self.layout.state / "ingest.sqlite", background_checkpoints=True)
+        ingest = IngestLog(self.layout.state / "ingest.sqlite")
         ingest.on_count = lambda source, outcome: (
             metrics.TELEMETRY_FILES.labels("any", outcome).inc() if outcome != "handled" else None
         )
@@ -251,7 +249,7 @@ class Daemon:
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._maintain(cache, ingest, publisher), name="gc"),
             asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
-            asyncio.create_task(self._upkeep(ingest), name="upkeep"),
+            asyncio.create_task(self._upkeep(), name="upkeep"),
         ]
         resumed = tracker.restore()
         announced = ingest.announced()
@@ -438,20 +436,11 @@ class Daemon:
             except Exception:
                 log.exception("cache gc failed")
 
-    async def _upkeep(self, ingest: IngestLog) -> None:
-        """Off the loop, every few seconds: the ingest log's WAL goes back into its
-        database (the loop commits to it for every chunk and must never wait on the sync
-        a checkpoint does); every minute, free heap pages go back to the kernel."""
-        rounds = 0
+    async def _upkeep(self) -> None:
+        """Every minute, off the loop: free heap pages go back to the kernel."""
         while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL)
-            rounds += 1
-            try:
-                await asyncio.to_thread(ingest.checkpoint)
-            except Exception:  # e.g. disk full: the WAL grows until the next one succeeds
-                log.exception("ingest log checkpoint failed")
-            if rounds % round(TRIM_INTERVAL / CHECKPOINT_INTERVAL) == 0:
-                await asyncio.to_thread(memory.trim)
+            await asyncio.sleep(TRIM_INTERVAL)
+            await asyncio.to_thread(memory.trim)
 
     async def _gauges(self, publisher: Publisher, tracker: PointingTracker) -> None:
         """Gauges that describe state rather than events, refreshed every few seconds."""

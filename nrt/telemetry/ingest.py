@@ -160,17 +160,9 @@ class IngestLog:
     crash loses at most the file being handled, which the next rescan handles again.
     """
 
-    def __init__(self, path: Path | None = None, *, background_checkpoints: bool = False) -> None:
-        """``background_checkpoints``: the owner calls :meth:`checkpoint` from another
-        thread (the daemon: its loop then never waits on a disk sync here)."""
+    def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "ingest.sqlite"
-        self._db = statedb.open_or_reset(
-            self.path,
-            _SCHEMA,
-            "chunks",
-            damaged=self._damaged,
-            autocheckpoint=not background_checkpoints,
-        )
+        self._db = statedb.open_or_reset(self.path, _SCHEMA, "chunks", damaged=self._damaged)
         self._claimed: set[str] = set()
         #: events by (source, outcome): outcome is handled, duplicate or quarantined.
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -183,10 +175,6 @@ class IngestLog:
         # handled again once (products come back from the cache by signature).
         logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
         metrics.STATE_REPAIRS.labels("ingest", "reset").inc()
-
-    def checkpoint(self) -> tuple[int, int]:
-        """Copy the WAL back into the database (any thread; see ``background_checkpoints``)."""
-        return statedb.checkpoint(self.path)
 
     def close(self) -> None:
         self._db.close()

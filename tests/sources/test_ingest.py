@@ -40,22 +40,15 @@ def test_names() -> None:
         assert is_safe_name(clean) and "/" not in clean and len(clean) <= 120, clean
 
 
-def test_background_checkpoints_keep_disk_syncs_off_the_writer(tmp_path: Path) -> None:
-    """The daemon's loop commits a chunk record at a time; with background checkpoints
-    those commits never copy the WAL into the database (the step that syncs the disk):
-    another thread does, and the WAL is then reused from its start."""
-    chunks = [read_chunk(f.acs(t0=1000.0 + 5 * i), f.name("acs", seq=i)) for i in range(1500)]
-    for background in (False, True):
-        path = tmp_path / f"ingest-{background}.sqlite"
-        log = IngestLog(path, background_checkpoints=background)
-        for chunk in chunks:
-            log.record_chunk(chunk, tmp_path / chunk.name, "inbox")
-        frames, copied = log.checkpoint()
-        if background:  # nothing was copied by the writer: every commit is still in the WAL
-            assert frames > 1500 and copied == frames
-        else:  # SQLite's automatic checkpoint (every 1000 pages) ran in the writer
-            assert frames < 1500
-        log.record_chunk(read_chunk(f.hk(t0=9e5), f.name("hk")), tmp_path / "hk", "inbox")
-        assert log.checkpoint()[0] < 10, "after a checkpoint the WAL starts again"
-        assert len(log.records()) == 1501
-        log.close()
+def test_the_wal_stays_bounded_under_a_steady_stream_of_commits(tmp_path: Path) -> None:
+    """The daemon commits a record per chunk, hundreds a second; the WAL must be reset
+    by checkpoints, not grow (checkpoints from another thread never caught up: 6.6 GB
+    in the 4-day soak)."""
+    path = tmp_path / "ingest.sqlite"
+    log = IngestLog(path)
+    for i in range(3000):  # ~1 WAL page per commit: 3x SQLite's 1000-page checkpoint
+        chunk = read_chunk(f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
+        log.record_chunk(chunk, tmp_path / chunk.name, "inbox")
+    assert Path(f"{path}-wal").stat().st_size < 1100 * 4120, "WAL reset at each checkpoint"
+    assert len(log.records()) == 3000
+    log.close()
