@@ -98,10 +98,11 @@ class PointingStage:
             result.seconds = time.perf_counter() - started
             metrics.QUICKLOOK_RUNS.labels(result.outcome).inc()
             metrics.QUICKLOOK_SECONDS.observe(result.seconds)
-            self.results.append(result)
             if result.outcome != "error":
                 self._mark_done(ready)
             await self._publish(result)
+            result.reports = [_verdict(r) for r in result.reports]
+            self.results.append(result)
 
     def done(self, pointing: str) -> str | None:
         """The digest of the file set `pointing`'s quick-look last finished with."""
@@ -189,3 +190,14 @@ def _worst(report: dict[str, Any]) -> int:
     """A check's overall status: the worst of its modules' (0 ok, 1 warning, 2 alarm)."""
     modules = report.get("modules") or {}
     return max((int(v) for v in modules.values()), default=int(report.get("status", 0)))
+
+
+#: What a pointing result keeps of each health report once it is published: the verdicts.
+VERDICT_KEYS = ("check", "instrument", "status", "modules")
+
+
+def _verdict(report: dict[str, Any]) -> dict[str, Any]:
+    """A report without its measurements (~100 kB a pointing: spectra, per-pixel and
+    per-module values), which are in the metrics, the health message and the products
+    already; the daemon keeps up to ``RECENT`` results, for months."""
+    return {k: report[k] for k in VERDICT_KEYS if k in report}
