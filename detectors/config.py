@@ -50,7 +50,7 @@ class TriggerConfig:
     min_background_fraction: float = 0.5
     residual_clip: float = 9.0
     spike_sigma: float = 3.5
-    spike_neighbour_sigma: float = 2.0
+    spike_neighbour_sigma: float = 2.5  # limit on the sum of the two neighbours' sigmas
     spike_neighbour_fraction: float = 0.5
     merge_gap: float = 1.0
     post_window: float = 20.0

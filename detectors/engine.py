@@ -325,7 +325,7 @@ class Engine:
         limit = np.maximum(
             self.cfg.spike_neighbour_sigma, self.cfg.spike_neighbour_fraction * z0[i]
         )
-        i = i[(zs[0] < limit) & (zs[1] < limit)]
+        i = i[zs[0] + zs[1] < limit]  # a burst's neighbours rise with it, a spike's do not
         clean = raw[1:-1].copy()
         clean[i] = mu[i]
         bi = slice(a - self.bins.base, b - self.bins.base)

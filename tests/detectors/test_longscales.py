@@ -53,3 +53,20 @@ def test_the_longer_background_is_not_used_on_a_ramp():
     assert detect(t, W, c, instrument="X") == []
     leaky = TriggerConfig(background_consistency=1e9)
     assert [x for x in detect(t, W, c, instrument="X", config=leaky) if 900 < x.time_met < 1500]
+
+
+def test_spike_veto_judges_the_two_neighbours_together():
+    """A burst's peak bin drags its neighbours up (here +1.8 sigma each, sum 3.6): kept,
+    though neither neighbour alone is above 2 sigma. A cosmic-ray hit's neighbours are
+    background (+0.5 and +1.5 sigma): replaced by the background."""
+    n, mu = 20000, 4500.0
+    c = np.full(n, mu)
+    sd = np.sqrt(mu)
+    c[15000], c[14999], c[15001] = mu + 4 * sd, mu + 1.8 * sd, mu + 1.8 * sd
+    c[17000], c[16999], c[17001] = mu + 10 * sd, mu + 0.5 * sd, mu + 1.5 * sd
+    eng = Engine(TriggerConfig(), W, 50.0)
+    eng.push(np.arange(n) * W, W, c)
+    eng.flush()
+    clean, start = eng.bins["clean"], eng.bins.base
+    assert clean[15000 - start] == c[15000]
+    assert abs(clean[17000 - start] - mu) < 1.0
