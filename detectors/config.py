@@ -24,7 +24,11 @@ class TriggerConfig:
     background estimate's noise nor the variance estimate's noise costs much
     sensitivity. Windows of at least ``decaying_from`` seconds weigh their
     second half by ``tail_weight`` (a fast-rise, slow-decay shape closer to a
-    long burst's than a boxcar; 1 makes them boxcars). ``far_per_day`` is the only
+    long burst's than a boxcar; 1 makes them boxcars). Windows more than
+    ``variance_exclusion_sigma`` above background (against the white-noise
+    floor), and the later windows whose background may hold them, are left out
+    of the excess-variance estimate (``inf`` keeps them: a bright burst then
+    inflates F for the whole variance window). ``far_per_day`` is the only
     threshold: it is turned into a significance with the calibrated trials
     factor (see :mod:`detectors.calibration`). ``bracket`` also takes the
     background after each window (BAT-style bracketing; for batch runs, or
@@ -49,6 +53,7 @@ class TriggerConfig:
     min_variance_window: float = 30.0
     min_background_fraction: float = 0.5
     residual_clip: float = 9.0
+    variance_exclusion_sigma: float = 5.0
     spike_sigma: float = 3.5
     spike_neighbour_sigma: float = 2.5  # limit on the sum of the two neighbours' sigmas
     spike_neighbour_fraction: float = 0.5
@@ -67,6 +72,11 @@ class TriggerConfig:
             raise ValueError(f"far_per_day must be > 0 (got {self.far_per_day})")
         if self.phases < 1:
             raise ValueError(f"phases must be >= 1 (got {self.phases})")
+        if not self.variance_exclusion_sigma**2 > self.residual_clip:
+            raise ValueError(
+                "variance_exclusion_sigma must be above sqrt(residual_clip) = "
+                f"{self.residual_clip**0.5:g} (got {self.variance_exclusion_sigma})"
+            )
         for name in ("max_timescale", "background", "variance_window", "post_window"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds (got {getattr(self, name)})")

@@ -24,7 +24,7 @@ Pipeline per chunk:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -84,7 +84,10 @@ class _Scale:
     next_window: int
     lag: int
     span: int
+    reach: int  # windows after a burst's window whose background may hold it
     res: _Tail
+    high: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    marked: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
 
 class Engine:
@@ -138,8 +141,9 @@ class Engine:
             bkg = max(self.bkg, b(config.background_seconds(k * bin_width)))
             shaped = k >= 2 and k * bin_width >= config.decaying_from
             tail = config.tail_weight if shaped else 1.0
+            reach = -(-(int(k) + self.gap + bkg) // step)
             res = _Tail(("cum_r", "cum_n"), (float, float))
-            self.scales.append(_Scale(int(k), step, bkg, tail, 0, lag, span, res))
+            self.scales.append(_Scale(int(k), step, bkg, tail, 0, lag, span, reach, res))
         self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
         self.spiked = 0  # bins through the spike veto
@@ -377,13 +381,9 @@ class Engine:
             x, m, eff = n, mu, e
             if sc.tail < 1.0:
                 x, m, eff = self._decaying(sc, s0, nw, n, e, rate)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(ok, np.minimum((x - m) ** 2 / m, self.clip), 0.0)
-            sc.res.append(cum_r=r, cum_n=ok.astype(float))
-            fano, cnt = self._trailing(sc.res, "cum_r", "cum_n", j0, nw, 1, sc.lag, sc.span)
             if sc.k == 1:
-                fano = np.where(cnt >= self.min_var, fano, np.nan)
-                self.fano_clean.append(fano=fano)
+                # its own F_1 is what is being measured: judge against the raw one
+                floor = _take(self.rate_raw["fano1"], s0 - self.rate_raw.base, nw, sc.step)
             else:
                 f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
                 # white noise gives F_1 (1 + k/L) (the background estimate's own scatter;
@@ -392,6 +392,19 @@ class Engine:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = eff / ebkg if sc.bkg > self.bkg else (eff / e) * (sc.k / ebkg)
                     floor = f1 * (1.0 + ratio)
+            d = x - m
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(ok, d * d / m, 0.0)
+            use = self._variance_sample(sc, j0, ok, d, r, floor)
+            if use is not ok:
+                r[~use] = 0.0
+            np.minimum(r, self.clip, out=r)
+            sc.res.append(cum_r=r, cum_n=use.astype(float))
+            fano, cnt = self._trailing(sc.res, "cum_r", "cum_n", j0, nw, 1, sc.lag, sc.span)
+            if sc.k == 1:
+                fano = np.where(cnt >= self.min_var, fano, np.nan)
+                self.fano_clean.append(fano=fano)
+            else:
                 fano = np.where(cnt * sc.step >= 10 * sc.k, np.maximum(fano, floor), floor)
             with np.errstate(divide="ignore", invalid="ignore"):
                 pre = (x - m) / np.sqrt(fano * m)
@@ -413,6 +426,52 @@ class Engine:
             rows = rows[order]
         self.grouper.add([Candidate(*map(float, r)) for r in rows], end - ahead)
         self._trim()
+
+    def _variance_sample(self, sc: _Scale, j0: int, ok, diff, r2, floor) -> np.ndarray:
+        """Which windows j0, j0+1, ... enter the excess-variance estimate of their timescale.
+
+        ``r2`` is ``(x-m)^2/m`` of each window (0 where not ``ok``), ``diff`` its
+        ``x - m``. A window more than ``variance_exclusion_sigma``
+        above its background (judged against the white-noise floor, which does not
+        depend on the estimate: no recursion) is a burst, not background scatter; it
+        is left out, and so is every later window whose background may contain it
+        (``reach``: up to ``gap + bkg + k`` bins after its start). Windows beyond the
+        residual clip (3 sigma, either sign) within that reach after it are its
+        decaying tail, or windows whose background holds it and so fall below it:
+        marked the same way, so the exclusion reaches past them (one level: a 3-sigma
+        window far from any 5-sigma one is noise, kept). Otherwise a bright burst
+        inflates F, i.e. lowers the significance of everything on that timescale, for
+        as long as it stays in the variance window (up to 43 min).
+
+        The state is the (few) marked window indices of the last ``reach`` windows;
+        decisions depend only on earlier windows, so they are the same whatever the
+        chunking. Bracketed mode: the windows whose *later* background holds a burst
+        are not known yet when they are evaluated, and are kept.
+        """
+        cut = self.cfg.variance_exclusion_sigma
+        if not np.isfinite(cut):
+            return ok
+        nw = len(r2)
+        with np.errstate(invalid="ignore"):
+            i = np.flatnonzero(r2 > self.clip * floor)  # beyond the clip (cut > clip)
+            high = j0 + i[(diff[i] > 0) & (r2[i] > cut * cut * floor[i])]
+        beyond = j0 + i
+        sc.high = np.concatenate((sc.high[sc.high >= j0 - sc.reach], high))
+        if sc.high.size and beyond.size:
+            pos = np.searchsorted(sc.high, beyond - sc.reach)
+            after = pos < sc.high.size
+            after[after] = sc.high[pos[after]] <= beyond[after]
+            high = np.union1d(high, beyond[after])
+        sc.marked = np.concatenate((sc.marked[sc.marked >= j0 - sc.reach], high))
+        if not sc.marked.size:
+            return ok
+        # windows i with a marked window in [i - reach, i]
+        cover = np.zeros(nw + 1)
+        lo = np.clip(sc.marked - j0, 0, nw)
+        hi = np.clip(sc.marked + sc.reach + 1 - j0, 0, nw)
+        np.add.at(cover, lo, 1.0)
+        np.add.at(cover, hi, -1.0)
+        return ok & (np.cumsum(cover[:-1]) == 0)
 
     def _decaying(self, sc: _Scale, s0: int, nw: int, n, e, rate):
         """Weighted counts of windows weighted 1 on their first half, ``tail`` on the second.
