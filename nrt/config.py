@@ -133,7 +133,7 @@ class QuicklookConfig:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    memory_bytes: int = _f(256 << 20, "memory tier budget, bytes (e.g. 256M)", min=0, unit="bytes")
+    memory_bytes: int = _f(64 << 20, "memory tier budget, bytes (e.g. 64M)", min=0, unit="bytes")
     max_bytes: int = _f(
         50 << 30,
         "gc keeps the local cache under this, bytes (e.g. 50G)",

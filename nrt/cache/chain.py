@@ -91,7 +91,7 @@ class Cache:
         cls,
         cache_dir: Path | str | None = None,
         state_dir: Path | str | None = None,
-        memory_bytes: int = 256 << 20,
+        memory_bytes: int = 64 << 20,
         remote: list[Tier] | None = None,
     ) -> Cache:
         """The standard chain: memory + local directory (+ `remote` tiers), index in the state

@@ -27,7 +27,7 @@ class MemoryTier:
     name = "memory"
     read_only = False
 
-    def __init__(self, max_bytes: int = 256 << 20) -> None:
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[str, tuple[Entry, int]] = OrderedDict()
         self._bytes = 0

@@ -222,7 +222,10 @@ class Daemon:
         await publisher.start()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
         grace = self.config.quicklook.grace
-        tracker = PointingTracker(ingest, grace=grace, retain=TRACKER_RETAIN * grace)
+        # A replay forgets a pointing once it is announced (its chunks come in time order;
+        # a live daemon waits TRACKER_RETAIN graces of wall time for late chunks).
+        retain = 0.0 if self.replay is not None else TRACKER_RETAIN * grace
+        tracker = PointingTracker(ingest, grace=grace, retain=retain)
         # Before the stream stage: a new alert's localization is recorded as pending
         # before the alert is committed (restart-safe; see nrt/daemon/localization.py).
         self.localization = LocalizationStage(
