@@ -258,6 +258,11 @@ def feed(files, inbox: Path, pause: float = 0.0) -> None:
             time.sleep(pause)
 
 
+def chunk_seq(path) -> int:
+    """The sequence number in a chunk's file name (``<kind>_<pointing>_<seq>.fits``)."""
+    return int(Path(path).stem.rsplit("_", 1)[1])
+
+
 def copy_telemetry(sim_dir: Path, out: Path) -> list[Path]:
     """A private copy of the module's telemetry (tests move files; the source stays whole)."""
     import shutil

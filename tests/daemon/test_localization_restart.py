@@ -31,6 +31,7 @@ from tests.daemon.harness import (
     Collector,
     Running,
     alerts_near,
+    chunk_seq,
     committed_alerts,
     copy_telemetry,
     daemon_config,
@@ -39,10 +40,6 @@ from tests.daemon.harness import (
     wait_until,
 )
 from tests.support.services import free_port
-
-
-def _seq(path) -> int:
-    return int(path.stem.rsplit("_", 1)[1])
 
 
 def _burst(truth) -> dict:
@@ -70,11 +67,11 @@ def test_localization_pending_at_a_crash_is_done_after_the_restart_once(
         first = [
             p
             for p in files
-            if _seq(p) <= burst_seq + 6
-            and not (p.name.startswith("isgri_") and _seq(p) >= burst_seq)
+            if chunk_seq(p) <= burst_seq + 6
+            and not (p.name.startswith("isgri_") and chunk_seq(p) >= burst_seq)
         ]
     else:
-        first = [p for p in files if _seq(p) <= burst_seq + 6]
+        first = [p for p in files if chunk_seq(p) <= burst_seq + 6]
         monkeypatch.setenv("NRT_TEST_LOCALIZE_DELAY", "30")  # the first life only
     rest = [p for p in files if p not in first]
     port = free_port()

@@ -21,6 +21,7 @@ from tests.daemon.harness import (
     Collector,
     Running,
     alerts_near,
+    chunk_seq,
     committed_alerts,
     copy_telemetry,
     daemon_config,
@@ -34,19 +35,15 @@ from tests.support.services import free_port, require_binary
 from tests.support.tcpproxy import TcpProxy
 
 
-def _seq(path) -> int:
-    return int(path.stem.rsplit("_", 1)[1])
-
-
 def _phases(files, truth) -> list[list]:
     """Three slices of the feed: no burst; the first bright burst; the other bright bursts."""
     start = truth["pointings"][0]["tstart"]
     seqs = sorted(int((b["onset"] - start) // 5) + 1 for b in truth["grbs"] if unmissable(b))
     first, mid = seqs[0] - 5, (seqs[0] + seqs[1]) // 2
     return [
-        [p for p in files if _seq(p) < first],
-        [p for p in files if first <= _seq(p) < mid],
-        [p for p in files if _seq(p) >= mid],
+        [p for p in files if chunk_seq(p) < first],
+        [p for p in files if first <= chunk_seq(p) < mid],
+        [p for p in files if chunk_seq(p) >= mid],
     ]
 
 
@@ -116,7 +113,7 @@ def _outage_run(tmp_path, telemetry, broker, broker_url, faults, outage, on_coll
             )
             time.sleep(max(0.0, outage - (time.monotonic() - broken)))
             mend_link()
-            until = start + 5 * _seq(part[-1])
+            until = start + 5 * chunk_seq(part[-1])
             got = _check_delivery(tmp_path, collector, truth, timeout=90, until=until)
         assert daemon.stop() == 0
         return got, daemon.log()

@@ -32,6 +32,7 @@ from astropy.io import fits
 from tests.daemon.harness import (
     Running,
     alerts_near,
+    chunk_seq,
     copy_telemetry,
     daemon_config,
     feed,
@@ -41,10 +42,6 @@ from tests.daemon.harness import (
 )
 from tests.faults.scenario import complete, outcome
 from tests.support.services import free_port
-
-
-def _seq(path) -> int:
-    return int(path.stem.rsplit("_", 1)[1])
 
 
 def _burst_seqs(truth) -> set[int]:
@@ -82,7 +79,7 @@ def test_disorder_duplicates_and_late_chunks(tmp_path, telemetry, reference, mos
         others = [p for p in order if not p.name.startswith("acs_")]
         i = 0
         while i < len(acs):
-            if _seq(acs[i]) in swap and i + 1 < len(acs):
+            if chunk_seq(acs[i]) in swap and i + 1 < len(acs):
                 feed([acs[i + 1]], inbox)  # the successor first...
                 time.sleep(0.15)
                 feed([acs[i]], inbox)  # ...then the chunk itself
@@ -133,10 +130,10 @@ def test_clock_jump_and_a_pointing_that_never_closes(tmp_path, telemetry, mosqui
     closing = [p for p in files if p.name.startswith("pointing_")][1:]
     files = [p for p in files if p not in closing]  # the pointing stays open forever
     first = min(_burst_seqs(truth))
-    cut = next(i for i, p in enumerate(files) if _seq(p) > first + 10)
+    cut = next(i for i, p in enumerate(files) if chunk_seq(p) > first + 10)
     (tmp_path / "forged").mkdir()
     jump = _jumped(
-        next(p for p in files if p.name.startswith("acs_") and _seq(p) == first + 12),
+        next(p for p in files if p.name.startswith("acs_") and chunk_seq(p) == first + 12),
         tmp_path / "forged",
     )
     # The provisional end: the last chunk's, not the forged one's five hours later.
