@@ -318,8 +318,11 @@ class Daemon:
     async def _wait_ready(
         self, publisher: Publisher, sources: list[Any], timeout: float = 10.0
     ) -> None:
-        """Until the sources watch and the broker link is up (or the timeout: we go on degraded)."""
+        """Until the sources watch (the inbox scanned, the MQTT telemetry subscribed: a
+        chunk published once we say READY is received) and the alert broker link is up;
+        after the timeout we go on degraded."""
         waits = [s.started.wait() for s in sources if hasattr(s, "started")]
+        waits += [s.connected.wait() for s in sources if isinstance(s, MqttSource)]
         mqtt = publisher.mqtt
         if mqtt is not None and hasattr(mqtt, "connected"):
             waits.append(mqtt.connected.wait())
