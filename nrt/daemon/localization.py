@@ -356,10 +356,7 @@ class LocalizationStage:
         keep = []
         for req in self._pending:
             covered = max(self._covered_until, req.covered_until)
-            # Ready when the events cover the burst and the pointing's attitude is known
-            # (after a restart the pointing record may come in after the imager chunks).
-            known = covered >= req.interval[1] and (req.pointing or "") in self._attitudes
-            if force or known or now - req.asked > self.wait:
+            if force or covered >= req.interval[1] or now - req.asked > self.wait:
                 task = asyncio.get_running_loop().create_task(self._run(req))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
