@@ -42,6 +42,21 @@ from tests.daemon.harness import (
 from tests.support.services import free_port
 
 
+def _ingested(tmp_path, kind: str) -> bool:
+    import sqlite3
+
+    path = tmp_path / "state" / "ingest.sqlite"
+    if not path.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return (
+                db.execute("SELECT count(*) FROM chunks WHERE kind = ?", [kind]).fetchone()[0] > 0
+            )
+    except sqlite3.Error:
+        return False
+
+
 def _burst(truth) -> dict:
     found = [
         b
@@ -80,7 +95,13 @@ def test_localization_pending_at_a_crash_is_done_after_the_restart_once(
     inbox = tmp_path / "inbox"
     daemon = Running(config, tmp_path)
     try:
-        feed(first, inbox)
+        # The pointing record first, as it comes down first in operations: the attitude
+        # must be in the ingest log before the kill (else the restart has nothing to
+        # localize with, and the test would measure the feed order, not the resume).
+        opening = [p for p in first if p.name.startswith("pointing_")]
+        feed(opening, inbox)
+        wait_until(lambda: _ingested(tmp_path, "pointing"), 30, "the pointing record ingested")
+        feed([p for p in first if p not in opening], inbox)
         initial = wait_until(
             lambda: alerts_near(collector.alerts(), burst["onset"]), 60, "the burst's alert"
         )
