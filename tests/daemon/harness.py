@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -256,6 +258,18 @@ def feed(files, inbox: Path, pause: float = 0.0) -> None:
         os.rename(path, inbox / path.name)
         if pause:
             time.sleep(pause)
+
+
+def pending_alerts_cli(outbox: Path) -> list[str]:
+    """``nrt alerts list --pending --json`` over `outbox`, as an operator runs it: its lines."""
+    command = [sys.executable, "-m", "nrt.cli", "alerts", "list", "--pending", "--json"]
+    done = subprocess.run(
+        [*command, "--outbox", str(outbox)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [line for line in done.stdout.splitlines() if line.strip()]
 
 
 def chunk_seq(path) -> int:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 
 from astropy.coordinates import SkyCoord
@@ -25,6 +23,7 @@ from tests.daemon.harness import (
     daemon_config,
     messages,
     metric,
+    pending_alerts_cli,
     start_daemon,
     start_subscriber,
     unmissable,
@@ -115,23 +114,8 @@ def test_daemon_end_to_end(tmp_path, telemetry, mosquitto):
         assert daemon.wait(timeout=60) == 0
         notify.wait_for("STOPPING=1", timeout=5)
         assert "WATCHDOG=1" in notify.lines
-        pending = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nrt.cli",
-                "alerts",
-                "list",
-                "--pending",
-                "--json",
-                "--outbox",
-                str(tmp_path / "state" / "alerts-outbox.sqlite"),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert pending.stdout.strip() == "", "the outbox must be empty after a clean stop"
+        pending = pending_alerts_cli(tmp_path / "state" / "alerts-outbox.sqlite")
+        assert pending == [], "the outbox must be empty after a clean stop"
         wait_until(lambda: any("offline" in s for s in messages(received)[2]), 10, "status offline")
     finally:
         if daemon.poll() is None:

@@ -83,13 +83,19 @@ def fill(directory) -> int:
     return written
 
 
-def test_cache_disk_full_then_space_returns(tmp_path, telemetry, mosquitto):
+def _setup(tmp_path, telemetry, mosquitto):
+    """The telemetry with its last hk chunk held back (so the pointing is first handed on
+    by its grace time, then again complete), a metrics port and the daemon's config."""
     sim_dir, truth = telemetry
     files = copy_telemetry(sim_dir, tmp_path / "sim")
     held = next(p for p in reversed(files) if p.name.startswith("hk_"))
     files.remove(held)
     port = free_port()
-    config = daemon_config(tmp_path, mosquitto.url, port)
+    return truth, files, held, port, daemon_config(tmp_path, mosquitto.url, port)
+
+
+def test_cache_disk_full_then_space_returns(tmp_path, telemetry, mosquitto):
+    truth, files, held, port, config = _setup(tmp_path, telemetry, mosquitto)
     collector = Collector(mosquitto.port, client_id="disk-collector")
     with small_filesystem(tmp_path / "cache") as cache:
         (cache / ".tmp").mkdir()  # the daemon's own check at start must pass; writes then fail
@@ -168,12 +174,7 @@ def _checkpoint_to_zero(state) -> None:
 
 
 def test_file_size_limit_then_lifted(tmp_path, telemetry, mosquitto):
-    sim_dir, truth = telemetry
-    files = copy_telemetry(sim_dir, tmp_path / "sim")
-    held = next(p for p in reversed(files) if p.name.startswith("hk_"))
-    files.remove(held)
-    port = free_port()
-    config = daemon_config(tmp_path, mosquitto.url, port)
+    truth, files, held, port, config = _setup(tmp_path, telemetry, mosquitto)
     text = config.read_text()
     assert '[quicklook]\ngrace = "5s"' in text
     # Time to set the limit between ingestion and the grace-time quick-look; no FITS

@@ -38,6 +38,7 @@ from astropy.time import Time
 
 from nrt.telemetry.formats import chunk_filename, write_chunk
 from nrt.telemetry.simulator import Simulation, pointing_at
+from tests.daemon.harness import pending_alerts_cli
 from tests.support.mosquitto import Mosquitto
 from tests.support.services import free_port, require_binary
 
@@ -435,24 +436,7 @@ listen = "127.0.0.1:{self.port}"
         ]
 
     def _pending(self) -> int:
-        outbox = self.state / "alerts-outbox.sqlite"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "nrt.cli",
-                "alerts",
-                "list",
-                "--pending",
-                "--json",
-                "--outbox",
-                str(outbox),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return len([line for line in done.stdout.splitlines() if line.strip()])
+        return len(pending_alerts_cli(self.state / "alerts-outbox.sqlite"))
 
 
 # ------------------------------------------------------------------ judging
