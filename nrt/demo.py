@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import shutil
 import socket
-import statistics
 import sys
 import tempfile
 import time
@@ -205,6 +204,8 @@ def demo(hours: float, seed: int, config_path: str | None, keep: bool) -> None:
 
 
 def _report(daemon: Any, truth: dict[str, Any], work: Path) -> None:
+    from nrt.daemon.report import cache_line, latency_line
+
     s = daemon.summary
     echo = click.echo
     echo("")
@@ -216,13 +217,9 @@ def _report(daemon: Any, truth: dict[str, Any], work: Path) -> None:
     echo("bursts: injected vs found")
     for row in burst_table(truth, s, daemon.localization.updates):
         echo(row)
-    latencies = [(r.submitted - r.chunk_arrival) * 1e3 for r in s.alerts]
-    if latencies:
+    if line := latency_line(s):
         echo("")
-        echo(
-            f"alert latency, chunk dequeued -> alert committed to the outbox: "
-            f"median {statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms"
-        )
+        echo(line)
     echo("")
     echo("pointings (quick-look and health checks)")
     anomalies = truth.get("anomalies", [])
@@ -260,3 +257,5 @@ def _report(daemon: Any, truth: dict[str, Any], work: Path) -> None:
     stats = daemon.pointings.cache.stats() if s.pointings else None
     if stats:
         echo(f"cache: {stats['products']} products, {stats['bytes'] / 2**20:.1f} MiB")
+    if line := cache_line(s):
+        echo(line)

@@ -396,6 +396,20 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
+def cache_reuse() -> dict[str, int]:
+    """Element runs and cache hits by tier so far in this process, for run summaries
+    (``nrt replay``, ``nrt demo``): take it before and after, and subtract."""
+    found = {"computed": 0}
+    for sample in ELEMENT_RUNS.collect()[0].samples:
+        if sample.name.endswith("_total"):
+            found["computed"] += int(sample.value)
+    for sample in CACHE_REQUESTS.collect()[0].samples:
+        if sample.name.endswith("_total") and sample.labels["result"] == "hit":
+            key = f"{sample.labels['tier']} hits"
+            found[key] = found.get(key, 0) + int(sample.value)
+    return found
+
+
 # ---------------------------------------------------------------- known label values
 #
 # Counters whose label values are known in advance start at 0, so dashboards and

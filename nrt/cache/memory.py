@@ -1,10 +1,19 @@
-"""The memory tier: decoded outputs, least recently used evicted past a byte budget."""
+"""The memory tier: decoded outputs, least recently used evicted past a byte budget.
+
+A long-running user (the daemon) also scopes it: ``hold(signatures)`` marks the
+entries a unit of work (a pointing's graphs) uses, and when the last holder of a
+signature is done its entry is let go, so memory holds the working set of what is
+running rather than filling to the budget with results nobody will ask for again
+(cached ones are still on the local tier, a millisecond away).
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from nrt.cache.tier import Entry
@@ -32,6 +41,7 @@ class MemoryTier:
         self._entries: OrderedDict[str, tuple[Entry, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._holders: Counter[str] = Counter()
 
     @property
     def nbytes(self) -> int:
@@ -73,6 +83,23 @@ class MemoryTier:
             if old:
                 self._bytes -= old[1]
             return old is not None
+
+    @contextmanager
+    def hold(self, signatures: Iterable[str]) -> Iterator[None]:
+        """Keep `signatures` while the block runs; then drop those nobody else holds."""
+        held = set(signatures)
+        with self._lock:
+            self._holders.update(held)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holders.subtract(held)
+                free = [s for s in held if self._holders[s] <= 0]
+                for signature in free:
+                    del self._holders[signature]
+            for signature in free:
+                self.delete(signature)
 
     def clear(self) -> None:
         with self._lock:

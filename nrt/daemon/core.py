@@ -90,6 +90,8 @@ class Summary:
     problems: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     data_seconds: float = 0.0
+    #: element runs ("computed") and cache hits by tier during the run
+    cache: dict[str, int] = field(default_factory=dict)
 
 
 class Daemon:
@@ -199,6 +201,7 @@ class Daemon:
     async def run(self) -> int:
         """Run until SIGTERM (live) or the end of the replay; returns the exit status."""
         started = time.perf_counter()
+        reuse_before = metrics.cache_reuse()
         loop = asyncio.get_running_loop()
         self.stop_event = stop = asyncio.Event()
         stop_input = asyncio.Event()
@@ -309,6 +312,9 @@ class Daemon:
             server.stop()
         self.summary.seconds = time.perf_counter() - started
         self.summary.pointings = self.pointings.results
+        self.summary.cache = {
+            k: v - reuse_before.get(k, 0) for k, v in metrics.cache_reuse().items()
+        }
         if self._data_span:
             self.summary.data_seconds = max(self._data_span) - min(self._data_span)
         for source in sources:

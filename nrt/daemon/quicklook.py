@@ -130,6 +130,12 @@ class PointingStage:
         except AnalysisException as exc:  # e.g. a pointing without imager data
             return PointingResult(ready.pointing, "expected_failure", 0.0, message=str(exc))
         elements = list(getattr(work, "elements", work))
+        # the pointing's graphs share nodes through the memory tier; no later pointing
+        # asks for them (their cached results stay on the local tier), so let them go
+        with self.cache.memory.hold(_signatures(elements)):
+            return self._run_graphs(ready, work, elements)
+
+    def _run_graphs(self, ready: Any, work: Any, elements: list[Any]) -> PointingResult:
         reports: list[dict[str, Any]] = []
         failures = []
         for element in elements:
@@ -180,6 +186,18 @@ class PointingStage:
                 await self.publish_health(instrument, summary)
             except Exception as exc:  # the broker may be away: health is retained, latest wins
                 log.warning("health summary for %s not published: %s", instrument, exc)
+
+
+def _signatures(elements: list[Any]) -> set[str]:
+    """Every node's signature in the pointing's graphs (a graph whose signature cannot be
+    computed is left out: running it reports why)."""
+    found: set[str] = set()
+    for top in elements:
+        try:
+            found.update(e.signature for e in top.walk())
+        except Exception:  # element.get() raises it again, with context
+            continue
+    return found
 
 
 def _rank(name: str) -> int:

@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from nrt.daemon.core import Summary
+
+
+def latencies_ms(summary: Summary) -> list[float]:
+    """Per alert: from its chunk's arrival (dequeued) to its commit to the outbox."""
+    return [(r.submitted - r.chunk_arrival) * 1e3 for r in summary.alerts]
+
+
+def latency_line(summary: Summary) -> str | None:
+    found = latencies_ms(summary)
+    if not found:
+        return None
+    return (
+        "alert latency, chunk dequeued -> alert committed to the outbox: "
+        f"median {statistics.median(found):.1f} ms, max {max(found):.1f} ms"
+    )
+
+
+def cache_line(summary: Summary) -> str | None:
+    """How much of the graphs' work the cache saved (element runs against hits by tier)."""
+    counts = dict(summary.cache)
+    if not counts:
+        return None
+    computed = counts.pop("computed", 0)
+    hits = {k.removesuffix(" hits"): v for k, v in counts.items() if v}
+    total = computed + sum(hits.values())
+    reused = f"{sum(hits.values()) / total:.0%}" if total else "-"
+    by_tier = ", ".join(f"{tier} {n}" for tier, n in sorted(hits.items())) or "none"
+    return f"cache: {computed} element runs, {sum(hits.values())} reused ({reused}; {by_tier})"
 
 
 def summary_dict(summary: Summary) -> dict[str, Any]:
@@ -38,6 +67,8 @@ def summary_dict(summary: Summary) -> dict[str, Any]:
             for p in summary.pointings
         ],
         "problems": [{"file": f, "problem": m} for f, m in summary.problems],
+        "latency_ms": [round(v, 2) for v in latencies_ms(summary)],
+        "cache": dict(summary.cache),
     }
 
 
@@ -63,6 +94,7 @@ def summary_text(summary: Summary) -> str:
                 or "all checks ok"
             )
         )
+    lines += [line for line in (latency_line(summary), cache_line(summary)) if line]
     if d["problems"]:
         lines.append(f"skipped files: {len(d['problems'])}")
         lines += [f"  {p['problem']}" for p in d["problems"][:10]]

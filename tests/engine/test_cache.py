@@ -122,6 +122,28 @@ def test_memory_tier_is_bounded_lru():
     tier.get("1") if tier.has("1") else None
 
 
+def test_memory_tier_lets_go_of_what_no_running_work_holds():
+    tier = MemoryTier()
+
+    def put(name: str) -> None:
+        tier.put(Entry({"signature": name}, outputs={"v": np.zeros(10)}))
+
+    put("shared")
+    put("outside")  # not held by anyone: an ordinary LRU entry, untouched
+    with tier.hold(["a", "shared"]):
+        put("a")
+        with tier.hold(["b", "shared"]):
+            put("b")
+        assert not tier.has("b")  # its only holder is done
+        assert tier.has("shared") and tier.has("a")  # still held by the outer work
+    assert not tier.has("a") and not tier.has("shared")
+    assert tier.has("outside") and tier.nbytes == 80
+    with pytest.raises(RuntimeError), tier.hold(["c"]):
+        put("c")
+        raise RuntimeError("the work failed")
+    assert not tier.has("c")  # let go on failure too
+
+
 def test_gc_by_age_and_size_keeps_the_index_consistent(isolated_nrt_dirs):
     old = Payload(seed=1, size=20000).get()
     cache = Cache.open()

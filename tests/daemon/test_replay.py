@@ -1,0 +1,61 @@
+"""`nrt replay`: the daemon's code path on a directory, and the summary it prints."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import re
+
+from click.testing import CliRunner
+
+from nrt import config as configuration
+from nrt.cli import main
+from nrt.daemon import Daemon
+from tests.daemon.harness import unmissable
+
+
+def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry, tmp_path):
+    directory, truth = telemetry
+    result = CliRunner().invoke(
+        main,
+        ["replay", str(directory), "--json", "--config", "/dev/null", "--state-dir", str(tmp_path)],
+        env={"NRT_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    bright = [b for b in truth["grbs"] if unmissable(b)]
+    assert bright and len(summary["alerts"]) >= len(bright)
+    assert len(summary["latency_ms"]) == len(summary["alerts"])
+    assert all(0 <= v < 60_000 for v in summary["latency_ms"])
+    pointings = {p["id"] for p in truth["pointings"]}
+    assert {p["pointing"] for p in summary["pointings"]} == pointings
+    assert all(p["outcome"] == "ok" and p["checks"] for p in summary["pointings"])
+    # every pointing ran its graphs, and its health graph reused the quick-look's nodes
+    assert summary["cache"]["computed"] >= len(pointings)
+    assert summary["cache"]["memory hits"] > 0
+
+
+def test_replay_text_names_latency_and_reuse_and_memory_lets_finished_pointings_go(
+    telemetry, tmp_path, monkeypatch
+):
+    from nrt.daemon.report import summary_text
+
+    directory, _truth = telemetry
+    monkeypatch.setenv("NRT_CACHE_DIR", str(tmp_path / "cache"))
+    config = configuration.load("/dev/null")
+    config = dataclasses.replace(
+        config,
+        paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
+        inbox=dataclasses.replace(config.inbox, enabled=False),
+        mqtt=dataclasses.replace(config.mqtt, telemetry=False),
+        metrics=dataclasses.replace(config.metrics, listen=""),
+    )
+    daemon = Daemon(config, replay=directory)
+    assert asyncio.run(daemon.run()) == 0
+    text = summary_text(daemon.summary)
+    assert re.search(r"alert latency, .*: median [\d.]+ ms, max [\d.]+ ms", text), text
+    assert re.search(r"cache: \d+ element runs, [1-9]\d* reused \(\d+%; .*memory \d+", text), text
+    # the pointings' graphs are done: nothing of theirs is held in memory any longer
+    memory = daemon.pointings.cache.memory
+    assert len(memory) == 0 and memory.nbytes == 0
