@@ -88,7 +88,11 @@ def replay(
         paths=dataclasses.replace(config.paths, state=state),
         alerts=dataclasses.replace(config.alerts, tense=tense),
         inbox=dataclasses.replace(config.inbox, enabled=False),
-        mqtt=dataclasses.replace(config.mqtt, telemetry=False),
+        # its own client id: a live daemon with the same configuration holds "<id>-alerts",
+        # and the broker would drop one of the two connections for the other, again and again
+        mqtt=dataclasses.replace(
+            config.mqtt, telemetry=False, client_id=f"{config.mqtt.client_id}-replay"
+        ),
     )
     daemon = Daemon(config, replay=Path(directory), speed=speed)
     status = asyncio.run(daemon.run())
