@@ -19,6 +19,7 @@ from typing import Any
 
 from nrt import metrics
 from nrt.cache import Cache
+from nrt.daemon import memory
 from nrt.element import AnalysisException
 from nrt.execute import LocalExecutor
 from nrt.plugins import MissingHook, hook
@@ -132,8 +133,14 @@ class PointingStage:
         elements = list(getattr(work, "elements", work))
         # the pointing's graphs share nodes through the memory tier; no later pointing
         # asks for them (their cached results stay on the local tier), so let them go
-        with self.cache.memory.hold(_signatures(elements)):
-            return self._run_graphs(ready, work, elements)
+        try:
+            with self.cache.memory.hold(_signatures(elements)):
+                return self._run_graphs(ready, work, elements)
+        finally:
+            # its arrays are freed now: hand the pages back at once, not at the next
+            # minute's trim (a replay runs hours of data in a minute)
+            del work, elements
+            memory.trim()
 
     def _run_graphs(self, ready: Any, work: Any, elements: list[Any]) -> PointingResult:
         reports: list[dict[str, Any]] = []
