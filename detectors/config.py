@@ -24,7 +24,11 @@ class TriggerConfig:
     background estimate's noise nor the variance estimate's noise costs much
     sensitivity. Windows of at least ``decaying_from`` seconds weigh their
     second half by ``tail_weight`` (a fast-rise, slow-decay shape closer to a
-    long burst's than a boxcar; 1 makes them boxcars). Windows more than
+    long burst's than a boxcar; 1 makes them boxcars). Shorter windows of
+    4 bins or more weigh ``taper_edge`` of their length at each end by
+    ``taper_weight`` (a trapezoid: a smooth pulse of any width between two
+    timescales of the ladder is matched better than by either boxcar; 1 makes
+    them boxcars). Windows more than
     ``variance_exclusion_sigma`` above background (against the white-noise
     floor), and the later windows whose background may hold them, are left out
     of the excess-variance estimate (``inf`` keeps them: a bright burst then
@@ -50,6 +54,8 @@ class TriggerConfig:
     variance_windows: float = 200.0
     decaying_from: float = 5.0
     tail_weight: float = 0.5
+    taper_edge: float = 0.25
+    taper_weight: float = 0.4
     min_variance_window: float = 30.0
     min_background_fraction: float = 0.5
     residual_clip: float = 9.0
@@ -72,6 +78,11 @@ class TriggerConfig:
             raise ValueError(f"far_per_day must be > 0 (got {self.far_per_day})")
         if self.phases < 1:
             raise ValueError(f"phases must be >= 1 (got {self.phases})")
+        if not (0 <= self.taper_edge < 0.5 and self.taper_weight > 0):
+            raise ValueError(
+                "taper_edge must be in [0, 0.5) and taper_weight > 0 "
+                f"(got {self.taper_edge}, {self.taper_weight})"
+            )
         if not self.variance_exclusion_sigma**2 > self.residual_clip:
             raise ValueError(
                 "variance_exclusion_sigma must be above sqrt(residual_clip) = "
@@ -85,6 +96,16 @@ class TriggerConfig:
         """Window lengths in bins: 1, 2, 4, ... up to ``max_timescale``."""
         kmax = max(1, int(np.floor(self.max_timescale / bin_width + 1e-9)))
         return 2 ** np.arange(int(np.floor(np.log2(kmax))) + 1)
+
+    def window_weights(self, k: int, bin_width: float) -> tuple[tuple[int, int], float]:
+        """``((offset, length), rest)``: a window of ``k`` bins weighs 1 on that core, ``rest``
+        on its other bins (``rest = 1``: a boxcar)."""
+        if k >= 2 and k * bin_width >= self.decaying_from:
+            return (0, k // 2), self.tail_weight
+        edge = round(k * self.taper_edge)
+        if edge >= 1 and k - 2 * edge >= 1:
+            return (edge, k - 2 * edge), self.taper_weight
+        return (0, k), 1.0
 
     def step(self, k: int, bin_width: float) -> int:
         """Offset (bins) between successive windows of ``k`` bins: ``k / phases``, at most

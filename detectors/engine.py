@@ -80,7 +80,8 @@ class _Scale:
     k: int
     step: int
     bkg: int
-    tail: float  # weight of the window's second half (1: a boxcar)
+    core: tuple[int, int]  # (offset, length) of the window's full-weight bins
+    rest: float  # weight of its other bins (1: a boxcar)
     next_window: int
     lag: int
     span: int
@@ -139,11 +140,10 @@ class Engine:
             lag = -(-(int(k) + self.gap) // step)
             span = max(1, b(config.variance_seconds(k * bin_width)) // step)
             bkg = max(self.bkg, b(config.background_seconds(k * bin_width)))
-            shaped = k >= 2 and k * bin_width >= config.decaying_from
-            tail = config.tail_weight if shaped else 1.0
+            core, rest = config.window_weights(int(k), bin_width)
             reach = -(-(int(k) + self.gap + bkg) // step)
             res = _Tail(("cum_r", "cum_n"), (float, float))
-            self.scales.append(_Scale(int(k), step, bkg, tail, 0, lag, span, reach, res))
+            self.scales.append(_Scale(int(k), step, bkg, core, rest, 0, lag, span, reach, res))
         self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
         self.spiked = 0  # bins through the spike veto
@@ -375,19 +375,19 @@ class Engine:
                 rate = self._bracket(rate, s0 + sc.k, nw, sc.step, end)
             mu = rate * e
             ok = (bad == 0) & (mu > 0)
-            # the tested statistic: the window's counts, or for a decaying window the
-            # weighted counts scaled to Poisson-like units (x, m: mean = variance under
-            # background), with ``eff`` its effective exposure
+            # the tested statistic: the window's counts, or for a tapered or decaying
+            # window the weighted counts scaled to Poisson-like units (x, m: mean =
+            # variance under background), with ``eff`` its effective exposure
             x, m, eff = n, mu, e
-            if sc.tail < 1.0:
-                x, m, eff = self._decaying(sc, s0, nw, n, e, rate)
+            if sc.rest != 1.0:
+                x, m, eff = self._weighted(sc, s0, nw, n, e, rate)
             if sc.k == 1:
                 # its own F_1 is what is being measured: judge against the raw one
                 floor = _take(self.rate_raw["fano1"], s0 - self.rate_raw.base, nw, sc.step)
             else:
                 f1 = _take(self.fano_clean["fano"], s0 - self.fano_clean.base, nw, sc.step)
                 # white noise gives F_1 (1 + k/L) (the background estimate's own scatter;
-                # for a long background and a decaying window, effective exposures);
+                # for a long background and a weighted window, effective exposures);
                 # measured F_k is used only above that floor, so its noise never lowers F
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = eff / ebkg if sc.bkg > self.bkg else (eff / e) * (sc.k / ebkg)
@@ -473,18 +473,21 @@ class Engine:
         np.add.at(cover, hi, -1.0)
         return ok & (np.cumsum(cover[:-1]) == 0)
 
-    def _decaying(self, sc: _Scale, s0: int, nw: int, n, e, rate):
-        """Weighted counts of windows weighted 1 on their first half, ``tail`` on the second.
+    def _weighted(self, sc: _Scale, s0: int, nw: int, n, e, rate):
+        """Weighted counts of windows weighted 1 on their core bins, ``rest`` elsewhere.
 
-        With ``S = sum w e`` and ``Q = sum w^2 e`` the weighted counts have mean
-        ``r S`` and Poisson variance ``r Q``; scaled by ``c = S/Q`` they have
-        mean = variance (``c r S``), so the likelihood-ratio significance and the
-        excess-variance machinery apply unchanged (``c S`` is the effective exposure).
+        The core is the first half (decaying windows) or the middle (tapered
+        windows). With ``S = sum w e`` and ``Q = sum w^2 e`` the weighted counts
+        have mean ``r S`` and Poisson variance ``r Q``; scaled by ``c = S/Q`` they
+        have mean = variance (``c r S``), so the likelihood-ratio significance and
+        the excess-variance machinery apply unchanged (``c S`` is the effective
+        exposure).
         """
-        c, a = self.cums, sc.tail
-        lo, mid = s0 - c.base, s0 + sc.k // 2 - c.base
-        n1 = _take(c["cum_clean"], mid, nw, sc.step) - _take(c["cum_clean"], lo, nw, sc.step)
-        e1 = _take(c["cum_expo"], mid, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
+        c, a = self.cums, sc.rest
+        lo = s0 + sc.core[0] - c.base
+        hi = lo + sc.core[1]
+        n1 = _take(c["cum_clean"], hi, nw, sc.step) - _take(c["cum_clean"], lo, nw, sc.step)
+        e1 = _take(c["cum_expo"], hi, nw, sc.step) - _take(c["cum_expo"], lo, nw, sc.step)
         xs = n1 + a * (n - n1)
         ws = e1 + a * (e - e1)
         q = e1 + a * a * (e - e1)

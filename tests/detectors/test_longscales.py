@@ -17,7 +17,9 @@ def test_long_windows_get_longer_backgrounds_and_decaying_weights():
     by_k = {sc.k: sc for sc in eng.scales}
     assert by_k[8].bkg == eng.bkg == 800  # 40 s up to 2 s windows
     assert by_k[64].bkg == 1280 and by_k[256].bkg == 5120  # 20 windows (at most 320 s)
-    assert by_k[64].tail == 1.0 and by_k[128].tail == by_k[256].tail == 0.5
+    assert by_k[128].core == (0, 64) and by_k[128].rest == by_k[256].rest == 0.5  # decaying
+    assert by_k[64].core == (16, 32) and by_k[64].rest == 0.4  # tapered: 16 bins at each end
+    assert by_k[2].rest == 1.0  # too short to taper: a boxcar
     bracketed = Engine(TriggerConfig(bracket=True), W, 5.0)
     assert {sc.bkg for sc in bracketed.scales} == {bracketed.bkg}
 
