@@ -90,19 +90,26 @@ class Publisher:
         self.sinks = list(sinks) if sinks is not None else config.make_sinks()
         if not self.sinks:
             raise ValueError("no alert sink configured: set [alerts.mqtt], directory or hook")
-        self.outbox = Outbox(
-            config.outbox or default_path(),
-            [s.name for s in self.sinks],
-            synchronous=config.synchronous,
-            author_ivorn=config.author_ivorn,
-        )
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-outbox")
+        # Opened on the outbox's thread like every other call on it (the caller waits:
+        # the damage check and any salvage happen before the publisher exists).
+        try:
+            self.outbox = self._pool.submit(
+                Outbox,
+                config.outbox or default_path(),
+                [s.name for s in self.sinks],
+                synchronous=config.synchronous,
+                author_ivorn=config.author_ivorn,
+            ).result()
+        except BaseException:
+            self._pool.shutdown()
+            raise
         #: sink name -> the last error, None once it delivers again.
         self.errors: dict[str, str | None] = {s.name: None for s in self.sinks}
         self._wake = {s.name: asyncio.Event() for s in self.sinks}
         self._idle = {s.name: asyncio.Event() for s in self.sinks}
         self._closing = False
         self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-outbox")
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run an outbox call on the outbox's own thread: the event loop never waits on

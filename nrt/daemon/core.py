@@ -10,6 +10,14 @@ server and the broker link are up; WATCHDOG pings come from the loop itself (a
 blocked loop misses them and systemd restarts us); SIGTERM stops input, drains
 the queue and running pointings, flushes the outbox within ``flush_timeout`` and
 exits 0; SIGHUP reloads what can change (see ``nrt.config``).
+
+Threads: the loop never touches SQLite. The ingest log, the pointing tracker and
+the quarantine run on the ingest log's thread (``nrt-ingest``, through
+``AsyncIngestLog``), the alert outbox on the publisher's (``nrt-outbox``), the
+pending localizations on the localization stage's (``nrt-localization``), the cache
+index on the quick-look workers and ``asyncio.to_thread``. At start-up the loop
+waits while the outbox and the localization record are opened on their threads
+(before READY; nothing else runs yet).
 """
 
 from __future__ import annotations
@@ -35,7 +43,8 @@ from nrt.daemon.replay import END, ReplaySource
 from nrt.daemon.stream import AlertRecord, StreamStage
 from nrt.systemd import Notifier, watchdog_interval
 from nrt.telemetry.inbox import InboxSource
-from nrt.telemetry.ingest import IngestLog, Quarantine, absolute_seconds
+from nrt.telemetry.ingest import Quarantine, absolute_seconds
+from nrt.telemetry.ingestthread import AsyncIngestLog
 from nrt.telemetry.mqttsource import MqttSource
 from nrt.telemetry.pointings import PointingTracker
 
@@ -154,7 +163,7 @@ class Daemon:
             metrics.ALERT_LATENCY.labels(row.instrument).observe(time.monotonic() - arrival)
 
     def _sources(
-        self, queue: asyncio.Queue, ingest: IngestLog, quarantine: Quarantine
+        self, queue: asyncio.Queue, ingest: AsyncIngestLog, quarantine: Quarantine
     ) -> list[Any]:
         c = self.config
         if self.replay is not None:
@@ -211,16 +220,19 @@ class Daemon:
 
         memory.limit_arenas()  # before the worker threads start (see nrt.daemon.memory)
         self.layout.state.mkdir(parents=True, exist_ok=True)
-        cache = Cache.open(
-            self.layout.cache, self.layout.state, memory_bytes=self.config.cache.memory_bytes
+        cache = await asyncio.to_thread(
+            Cache.open,
+            self.layout.cache,
+            self.layout.state,
+            memory_bytes=self.config.cache.memory_bytes,
         )
         cache.degrade_on_write_error = True  # a full cache disk must not stop the quick-look
         server = metrics.serve(self.config.metrics.listen) if self.config.metrics.listen else None
-        ingest = IngestLog(self.layout.state / "ingest.sqlite")
-        ingest.on_count = lambda source, outcome: (
+        ingest = await AsyncIngestLog.open(self.layout.state / "ingest.sqlite")
+        ingest.log.on_count = lambda source, outcome: (
             metrics.TELEMETRY_FILES.labels("any", outcome).inc() if outcome != "handled" else None
         )
-        quarantine = Quarantine(self.layout.quarantine, ingest)
+        quarantine = await ingest.call(Quarantine, self.layout.quarantine, ingest.log)
         publisher = self._publisher()
         await publisher.start()
         queue: asyncio.Queue = asyncio.Queue(maxsize=self.config.inbox.queue)
@@ -228,7 +240,8 @@ class Daemon:
         # A replay forgets a pointing once it is announced (its chunks come in time order;
         # a live daemon waits TRACKER_RETAIN graces of wall time for late chunks).
         retain = 0.0 if self.replay is not None else TRACKER_RETAIN * grace
-        tracker = PointingTracker(ingest, grace=grace, retain=retain)
+        # Used only on the ingest log's thread (ingest.call), like the log it reads.
+        tracker = PointingTracker(ingest.log, grace=grace, retain=retain)
         # Before the stream stage: a new alert's localization is recorded as pending
         # before the alert is committed (restart-safe; see nrt/daemon/localization.py).
         self.localization = LocalizationStage(
@@ -251,25 +264,19 @@ class Daemon:
         sources = self._sources(queue, ingest, quarantine)
 
         helpers = [
-            asyncio.create_task(self._poll_pointings(tracker), name="pointings"),
+            asyncio.create_task(self._poll_pointings(ingest, tracker), name="pointings"),
             asyncio.create_task(self._watchdog(), name="watchdog"),
             asyncio.create_task(self._maintain(cache, ingest, publisher), name="gc"),
-            asyncio.create_task(self._gauges(publisher, tracker), name="gauges"),
+            asyncio.create_task(self._gauges(publisher, ingest, tracker), name="gauges"),
             asyncio.create_task(self._upkeep(), name="upkeep"),
         ]
-        resumed = tracker.restore()
-        announced = ingest.announced()
-        for pointing in set(tracker.pointings()) - {r.pointing for r in resumed}:
-            # Announced, but its quick-look did not finish (killed during it): again.
-            if pointing in announced and self.pointings.done(pointing) != announced[pointing]:
-                resumed.append(tracker.ready(pointing, "resumed"))
-        for ready in resumed:
+        for ready in await ingest.call(self._restore, tracker):
             self.pointings.submit(ready)
-        if self.replay is None:
-            await self.stream.warm_up(ingest.records())  # before any new chunk reaches them
+        if self.replay is None:  # before any new chunk reaches them
+            await self.stream.warm_up(await ingest.records())
         await self.localization.resume(ingest, self.stream.alerts, publisher.latest)
         tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
-        consumer = asyncio.create_task(self._consume(queue, tracker, stop), name="consumer")
+        consumer = asyncio.create_task(self._consume(queue, ingest, tracker, stop), name="consumer")
         consumer.add_done_callback(lambda task: self._consumer_ended(task, stop))
         await self._wait_ready(publisher, sources)
         self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
@@ -292,7 +299,7 @@ class Daemon:
             await consumer
         await asyncio.wait_for(self.localization.drain(), None if self.replay is not None else 30)
         if self.replay is not None:
-            for ready in tracker.poll() + tracker.flush():
+            for ready in await ingest.call(lambda: tracker.poll() + tracker.flush()):
                 self.pointings.submit(ready)
         await self.pointings.drain(None if self.replay is not None else 30)
         for task in helpers:
@@ -307,7 +314,7 @@ class Daemon:
         await publisher.close()
         self.stream.close()
         self.localization.close()
-        ingest.close()
+        await ingest.close()
         if server:
             server.stop()
         self.summary.seconds = time.perf_counter() - started
@@ -320,6 +327,16 @@ class Daemon:
         for source in sources:
             self.summary.problems += getattr(source, "problems", [])
         return 1 if self.failed else 0
+
+    def _restore(self, tracker: PointingTracker) -> list[Any]:
+        """At start, on the ingest log's thread: the pointings to hand on again."""
+        resumed = tracker.restore()
+        announced = tracker.log.announced()
+        for pointing in set(tracker.pointings()) - {r.pointing for r in resumed}:
+            # Announced, but its quick-look did not finish (killed during it): again.
+            if pointing in announced and self.pointings.done(pointing) != announced[pointing]:
+                resumed.append(tracker.ready(pointing, "resumed"))
+        return resumed
 
     async def _wait_ready(
         self, publisher: Publisher, sources: list[Any], timeout: float = 10.0
@@ -341,7 +358,11 @@ class Daemon:
                 )
 
     async def _consume(
-        self, queue: asyncio.Queue, tracker: PointingTracker, stop: asyncio.Event
+        self,
+        queue: asyncio.Queue,
+        ingest: AsyncIngestLog,
+        tracker: PointingTracker,
+        stop: asyncio.Event,
     ) -> None:
         while True:
             chunk = await queue.get()
@@ -352,6 +373,11 @@ class Daemon:
                     stop.set()
                 return
             arrival = time.monotonic()
+            try:  # its record is committed before anything acts on the chunk
+                record = await ingest.committed(chunk)
+            except Exception:  # e.g. the state disk is full: alerts still go out
+                log.exception("the ingest record of %s was not committed", chunk.name)
+                record = None
             self.summary.chunks += 1
             metrics.TELEMETRY_FILES.labels(chunk.kind, "accepted").inc()
             data_unix = _IJD_TO_UNIX + absolute_seconds(chunk.tstop, chunk.mjdref)
@@ -368,7 +394,9 @@ class Daemon:
             try:
                 if chunk.kind in ("isgri", "pointing"):
                     self.localization.add(chunk)
-                for ready in tracker.add(chunk):
+                if record is None:
+                    raise LookupError(f"chunk {chunk.name} is not in the ingest log")
+                for ready in await ingest.call(tracker.add, record):
                     self.pointings.submit(ready)
             except LookupError as exc:
                 log.error("pointing tracker: %s", exc)
@@ -406,12 +434,12 @@ class Daemon:
         if self.on_alert:
             self.on_alert(record)
 
-    async def _poll_pointings(self, tracker: PointingTracker) -> None:
+    async def _poll_pointings(self, ingest: AsyncIngestLog, tracker: PointingTracker) -> None:
         while True:
-            deadline = tracker.next_deadline()
+            deadline = await ingest.call(tracker.next_deadline)
             wait = 1.0 if deadline is None else min(max(deadline - time.time(), 0.05), 5.0)
             await asyncio.sleep(wait)
-            for ready in tracker.poll():
+            for ready in await ingest.call(tracker.poll):
                 self.pointings.submit(ready)
 
     async def _watchdog(self) -> None:
@@ -422,11 +450,11 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _maintain(self, cache: Cache, ingest: IngestLog, publisher: Publisher) -> None:
+    async def _maintain(self, cache: Cache, ingest: AsyncIngestLog, publisher: Publisher) -> None:
         while True:
             await asyncio.sleep(self.config.cache.gc_interval)
-            try:  # on the loop: the ingest log belongs to the loop's thread
-                forgotten = ingest.prune(INGEST_RETAIN)
+            try:  # on the ingest log's thread, like every write to it
+                forgotten = await ingest.prune(INGEST_RETAIN)
                 if forgotten:
                     log.info("ingest log: forgot %d chunks older than the last 2 days", forgotten)
             except Exception:
@@ -454,16 +482,15 @@ class Daemon:
             await asyncio.sleep(TRIM_INTERVAL)
             await asyncio.to_thread(memory.trim)
 
-    async def _gauges(self, publisher: Publisher, tracker: PointingTracker) -> None:
+    async def _gauges(
+        self, publisher: Publisher, ingest: AsyncIngestLog, tracker: PointingTracker
+    ) -> None:
         """Gauges that describe state rather than events, refreshed every few seconds."""
         while True:
             stats = await publisher.stats()
             for sink, pending in stats["pending"].items():
                 metrics.OUTBOX_PENDING.labels(sink).set(pending)
-            states: dict[str, int] = {}
-            for pointing in tracker.pointings():
-                state = tracker.status(pointing)
-                states[state] = states.get(state, 0) + 1
+            states = await ingest.call(tracker.states)
             for state in ("open", "covered", "grace", "announced"):
                 metrics.POINTINGS.labels(state).set(states.get(state, 0))
             cache = self.pointings.cache

@@ -47,6 +47,7 @@ from nrt.alerts.model import Alert, Localization
 from nrt.plugins import MissingHook, hook
 from nrt.telemetry.errors import TelemetryError
 from nrt.telemetry.formats import MJDREF_IJD, read_chunk
+from nrt.telemetry.ingestthread import AsyncIngestLog
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ CREATE INDEX IF NOT EXISTS localizations_state ON localizations (state);
 
 class PendingLocalizations:
     """The durable record of localizations asked for and not yet resolved (one SQLite
-    file, used from one worker thread)."""
+    file; the stage opens, uses and closes it on its own thread only)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -182,13 +183,14 @@ class LocalizationStage:
         except MissingHook as exc:
             log.warning("localization disabled: %s", exc)
             self._localize = None
-        #: the durable record of pending localizations (None: not restart-safe, e.g. tests)
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-localization")
+        #: the durable record of pending localizations (None: not restart-safe, e.g. tests);
+        #: opened on its thread (the caller waits: this is start-up)
         self.store = (
-            PendingLocalizations(state / "localizations.sqlite")
+            self._pool.submit(PendingLocalizations, state / "localizations.sqlite").result()
             if state is not None and self._localize is not None
             else None
         )
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="nrt-localization")
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         """A call on the record, on its own thread (the loop never waits on SQLite)."""
@@ -260,7 +262,8 @@ class LocalizationStage:
         `records`: the stream stage's alert records by id (the warm-up may have found the
         alert again: its record is then shared, so revisions stay in sequence); `latest`:
         the newest committed revision of an alert (the outbox's); `ingest`: the ingest
-        log, to read back the imager chunks and the attitude. Returns how many resumed.
+        log (or its ``AsyncIngestLog``), to read back the imager chunks and the attitude.
+        Returns how many resumed.
         """
         if self.store is None:
             return 0
@@ -333,9 +336,10 @@ class LocalizationStage:
             when = Time(alert.trigger_time.rstrip("Z"), format="isot", scale="utc")
             shift = (when.tt.mjd - MJDREF_IJD) * 86400.0 - alert.trigger_time_met
         lo, hi = req.background[0] + shift - 1.0, req.interval[1] + shift + 1.0
+        known = await AsyncIngestLog.of(ingest).records(req.pointing) if req.pointing else []
         wanted = [
             r
-            for r in (ingest.records(req.pointing) if req.pointing else [])
+            for r in known
             if (r.kind == "isgri" and r.tstop > lo and r.tstart < hi) or r.kind == "pointing"
         ]
         chunks = []
@@ -371,9 +375,10 @@ class LocalizationStage:
             await asyncio.wait(set(self._tasks))
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        """Close the record on its thread and wait for it (the end of a run)."""
         if self.store is not None:
-            self.store.close()
+            self._pool.submit(self.store.close)
+        self._pool.shutdown(wait=True)
 
     # ------------------------------------------------------------ work
 

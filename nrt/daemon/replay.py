@@ -17,6 +17,7 @@ from nrt import metrics
 from nrt.telemetry.errors import TelemetryError
 from nrt.telemetry.formats import KINDS, parse_chunk_filename, read_chunk
 from nrt.telemetry.ingest import IngestLog
+from nrt.telemetry.ingestthread import AsyncIngestLog
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +43,14 @@ class ReplaySource:
         self,
         directory: Path,
         queue: asyncio.Queue,
-        ingest: IngestLog,
+        ingest: IngestLog | AsyncIngestLog,
         *,
         speed: float | None = None,
         on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.queue = queue
-        self.ingest = ingest
+        self.ingest = AsyncIngestLog.of(ingest)
         self.speed = speed
         self.on_progress = on_progress
         self.problems: list[tuple[str, str]] = []
@@ -78,8 +79,8 @@ class ReplaySource:
                 delay = wall0 + (chunk.tstart - data0) / self.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            if not self.ingest.has(chunk.sha256):
-                self.ingest.record_chunk(chunk, path, "replay")
+            if not await self.ingest.has(chunk.sha256):
+                await self.ingest.record_chunk(chunk, path, "replay")
             await self.queue.put(chunk)
             metrics.INGEST_LATENCY.labels("replay").observe(time.monotonic() - taken)
             if self.on_progress:

@@ -18,6 +18,9 @@ already seen with the same inode, size and times is skipped without reading it.
 Anything that cannot be parsed is moved to the quarantine with a reason, and the
 source goes on. Parsed chunks go onto a bounded ``asyncio.Queue``: when it is full,
 the source waits (the files wait in the inbox; nothing is dropped).
+
+The ingest log and the quarantine are used through ``AsyncIngestLog``: their SQLite
+calls and file moves run on the log's thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from nrt.telemetry.ingest import (
     is_temp_name,
     printable,
 )
+from nrt.telemetry.ingestthread import AsyncIngestLog
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +147,20 @@ def _probe_and_take(
     return absent, (_take(path, st, max_bytes) if absent else None)
 
 
+def _quarantine_entry(
+    quarantine: Quarantine, path: Path, problem: Problem, sha256: str | None
+) -> tuple[Path | None, FileIdentity | None]:
+    """Move an entry to the quarantine (on the log's thread): where it went, and, if it
+    could not be moved, its identity (so it is not refused again until it changes)."""
+    target = quarantine.move(path, SOURCE, problem, sha256)
+    if target != path:
+        return target, None
+    try:
+        return target, file_identity(os.lstat(path))
+    except OSError:
+        return target, None
+
+
 def _kind_of_entry(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "a symbolic link"
@@ -165,7 +183,7 @@ class InboxSource:
         self,
         inbox: Path,
         queue: asyncio.Queue[Chunk],
-        log: IngestLog,
+        log: IngestLog | AsyncIngestLog,
         quarantine: Quarantine,
         *,
         rescan_interval: float = 30.0,
@@ -177,7 +195,9 @@ class InboxSource:
     ) -> None:
         self.inbox = Path(inbox).absolute()
         self.queue = queue
-        self.log = log
+        #: the ingest log, used only through ``ingest`` (its thread) while running
+        self.ingest = AsyncIngestLog.of(log)
+        self.log = self.ingest.log
         self.quarantine = quarantine
         self.rescan_interval = rescan_interval
         self.settle = settle
@@ -201,8 +221,8 @@ class InboxSource:
         Stopping abandons the file in hand (it is not recorded, so the next start
         handles it again); chunks already on the queue are the consumer's to drain.
         """
-        self.inbox.mkdir(parents=True, exist_ok=True)
-        self._known = self.log.files_in(self.inbox)
+        await asyncio.to_thread(self.inbox.mkdir, parents=True, exist_ok=True)
+        self._known = await self.ingest.files_in(self.inbox)
         tasks = [
             asyncio.create_task(self._watch(stop), name="inbox-watch"),
             asyncio.create_task(self._rescan_periodically(stop), name="inbox-rescan"),
@@ -274,7 +294,7 @@ class InboxSource:
         if gone:
             for path in gone:
                 del self._known[path]
-            self.log.forget_files(gone)
+            await self.ingest.forget_files(gone)
 
     async def _recheck_waiting(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -314,7 +334,7 @@ class InboxSource:
             return
         if not stat.S_ISREG(st.st_mode):
             what = _kind_of_entry(st.st_mode)
-            self._quarantine(
+            await self._quarantine(
                 path,
                 Problem(
                     f"is {what}, not a regular file (never followed or opened)",
@@ -323,7 +343,7 @@ class InboxSource:
             )
             return
         if not is_safe_name(name):
-            self._quarantine(
+            await self._quarantine(
                 path,
                 Problem(
                     f"file name {printable(name)!r} has characters outside A-Z a-z 0-9 . _ + - "
@@ -341,7 +361,7 @@ class InboxSource:
             taken = await asyncio.to_thread(_take, path, st, self.max_bytes)
         self._waiting.pop(str(path), None)
         if st.st_size > self.max_bytes:
-            self._quarantine(
+            await self._quarantine(
                 path,
                 Problem(
                     f"file size: {st.st_size} bytes exceeds the {self.max_bytes}-byte limit "
@@ -354,28 +374,29 @@ class InboxSource:
             self._wait(path, st)
             return
         data, sha = taken
-        if not self.log.claim(sha):
-            if self.log.has(sha):
-                self._remember(path, st, sha)
-                self.log.count_duplicate(SOURCE)
+        if not await self.ingest.claim(sha):
+            if await self.ingest.has(sha):
+                await self._remember(path, st, sha)
+                await self.ingest.count_duplicate(SOURCE)
             else:  # the same bytes are being handled from MQTT right now: look again
                 self._wait(path, st)
             return
         try:
             result = await parse_off_loop(data, name, sha)
             if isinstance(result, TelemetryError):
-                self._quarantine(path, Problem.of(result), sha)
+                await self._quarantine(path, Problem.of(result), sha)
                 return
             await self.queue.put(result)
-            # Recorded right after the put, before this coroutine yields again: a consumer
-            # that takes the chunk from the queue always finds its record. Stopped while
-            # waiting on a full queue, the file is neither recorded nor lost.
-            self.log.record_chunk(result, path, SOURCE)
+            # Recorded right after the put, before this coroutine yields again: the
+            # commit is queued before a consumer can take the chunk, and the consumer
+            # waits for it (``AsyncIngestLog.committed``). Stopped while waiting on a
+            # full queue, the file is neither recorded nor lost.
+            await self.ingest.record_chunk(result, path, SOURCE)
             # The rename that put the file here set its ctime: that is when it appeared.
             metrics.INGEST_LATENCY.labels(SOURCE).observe(max(0.0, time.time() - st.st_ctime))
-            self._remember(path, st, sha)
+            await self._remember(path, st, sha)
         finally:
-            self.log.release(sha)
+            self.ingest.release(sha)
 
     def _stable(self, path: Path, st: os.stat_result, absent: bool | None) -> bool:
         """Without a lease answer: ready once size and mtime held still for ``settle`` s."""
@@ -387,21 +408,22 @@ class InboxSource:
         self._wait(path, st)
         return False
 
-    def _remember(self, path: Path, st: os.stat_result, sha: str) -> None:
+    async def _remember(self, path: Path, st: os.stat_result, sha: str) -> None:
         self._known[str(path)] = file_identity(st)
-        self.log.remember_file(path, file_identity(st), sha)
+        await self.ingest.remember_file(path, file_identity(st), sha)
 
     def _wait(self, path: Path, st: os.stat_result) -> None:
         self._waiting[str(path)] = _Waiting(
             st.st_size, st.st_mtime_ns, time.monotonic() + min(self.poll_interval, self.settle)
         )
 
-    def _quarantine(self, path: Path, problem: Problem, sha256: str | None = None) -> None:
+    async def _quarantine(self, path: Path, problem: Problem, sha256: str | None = None) -> None:
         self._waiting.pop(str(path), None)
-        target = self.quarantine.move(path, SOURCE, problem, sha256)
-        if target == path:  # could not be moved: do not refuse it again until it changes
-            with contextlib.suppress(OSError):
-                self._known[str(path)] = file_identity(os.lstat(path))
+        target, left = await self.ingest.call(
+            _quarantine_entry, self.quarantine, path, problem, sha256
+        )
+        if left is not None:  # could not be moved: do not refuse it again until it changes
+            self._known[str(path)] = left
         if target is not None:
             log.warning(
                 "quarantined %s -> %s: %s", printable(path.name), target.name, problem.problem

@@ -15,7 +15,9 @@ without :func:`is_safe_name`; :func:`sanitize_name` gives a harmless stand-in.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -25,13 +27,17 @@ import sqlite3
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nrt import metrics, statedb
 from nrt.paths import state_dir
 from nrt.telemetry.formats import MJDREF_IJD, Chunk, TelemetryError
+
+if TYPE_CHECKING:
+    from nrt.telemetry.ingestthread import AsyncIngestLog
 
 logger = logging.getLogger(__name__)
 
@@ -156,13 +162,18 @@ class Problem:
 class IngestLog:
     """SQLite record of handled content hashes, seen files, quarantine and announcements.
 
-    Used from one thread (the event loop); every write commits at once (WAL), so a
-    crash loses at most the file being handled, which the next rescan handles again.
+    Every write commits at once (WAL), so a crash loses at most the file being
+    handled, which the next rescan handles again. Used from one thread at a time: the
+    daemon's sources and stages go through ``aio`` (``AsyncIngestLog``), which runs
+    every call on the log's own thread, so the event loop never waits on SQLite.
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else state_dir() / "ingest.sqlite"
-        self._db = statedb.open_or_reset(self.path, _SCHEMA, "chunks", damaged=self._damaged)
+        # Handed to the log's thread (``aio``): opened there by the daemon, or here.
+        self._db = statedb.open_or_reset(
+            self.path, _SCHEMA, "chunks", damaged=self._damaged, threads=True
+        )
         self._claimed: set[str] = set()
         #: events by (source, outcome): outcome is handled, duplicate or quarantined.
         self.counts: Counter[tuple[str, str]] = Counter()
@@ -176,8 +187,32 @@ class IngestLog:
         logger.error("ingest record %s is damaged (%s); moved to %s", self.path, exc, aside)
         metrics.STATE_REPAIRS.labels("ingest", "reset").inc()
 
+    @functools.cached_property
+    def aio(self) -> AsyncIngestLog:
+        """This log with async methods, every call run on one thread of its own."""
+        from nrt.telemetry.ingestthread import AsyncIngestLog
+
+        return AsyncIngestLog(self)
+
     def close(self) -> None:
+        """Close the database (after the calls queued on ``aio``'s thread, if any)."""
+        facade = self.__dict__.pop("aio", None)
+        if facade is not None:
+            facade.shutdown()
         self._db.close()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[None]:
+        """One transaction, one commit. The connection is in autocommit mode, where
+        ``with db:`` would commit each statement on its own (a chunk's row without
+        its pointing spans, after a crash in between)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _count(self, source: str, outcome: str) -> None:
         self.counts[(source, outcome)] += 1
@@ -220,7 +255,7 @@ class IngestLog:
             received=time.time(),
             spans=_pointing_spans(chunk),
         )
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT OR IGNORE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -300,7 +335,7 @@ class IngestLog:
         if newest is None:
             return 0
         cutoff = newest - retain
-        with self._db:
+        with self._write():
             stale = "tstop < ? AND pointing IN (SELECT pointing FROM announced)"
             self._db.execute(
                 f"DELETE FROM pointing_spans WHERE sha256 IN (SELECT sha256 FROM chunks "
@@ -327,7 +362,7 @@ class IngestLog:
 
     def remember_file(self, path: Path, identity: FileIdentity, sha256: str) -> None:
         """A file handled (or found to be a duplicate): a rescan need not read it again."""
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
                 (str(path), *identity, sha256),
@@ -335,7 +370,7 @@ class IngestLog:
 
     def forget_files(self, paths: Iterable[str]) -> None:
         """Drop records of files that left the inbox (archived, deleted)."""
-        with self._db:
+        with self._write():
             self._db.executemany("DELETE FROM files WHERE path = ?", [(p,) for p in paths])
 
     # ------------------------------------------------------------ quarantine
@@ -344,7 +379,7 @@ class IngestLog:
         self, name: str, path: Path, source: str, sha256: str | None, problem: Problem
     ) -> None:
         now = time.time()
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT INTO quarantined (name, path, source, sha256, problem, fix, at) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -366,7 +401,7 @@ class IngestLog:
 
     def announce(self, pointing: str, digest: str, reason: str) -> None:
         """Remember that a pointing was handed on complete with this set of files."""
-        with self._db:
+        with self._write():
             self._db.execute(
                 "INSERT OR REPLACE INTO announced VALUES (?,?,?,?)",
                 (pointing, digest, reason, time.time()),

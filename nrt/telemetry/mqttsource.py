@@ -37,6 +37,7 @@ from nrt.paths import state_dir
 from nrt.telemetry.formats import KINDS, Chunk, TelemetryError, atomic_write
 from nrt.telemetry.inbox import parse_off_loop
 from nrt.telemetry.ingest import IngestLog, Problem, Quarantine, is_safe_name, printable
+from nrt.telemetry.ingestthread import AsyncIngestLog
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class MqttSource:
     def __init__(
         self,
         queue: asyncio.Queue[Chunk],
-        log: IngestLog,
+        log: IngestLog | AsyncIngestLog,
         quarantine: Quarantine,
         *,
         host: str = "127.0.0.1",
@@ -78,7 +79,9 @@ class MqttSource:
         backoff: tuple[float, float] = (0.5, 30.0),
     ) -> None:
         self.queue = queue
-        self.log = log
+        #: the ingest log, used only through ``ingest`` (its thread) while running
+        self.ingest = AsyncIngestLog.of(log)
+        self.log = self.ingest.log
         self.quarantine = quarantine
         self.host, self.port, self.prefix = host, port, prefix
         self.client_id = client_id
@@ -167,7 +170,7 @@ class MqttSource:
         given = filename_property(message)
         fallback = f"mqtt_{kind if kind in KINDS else 'unknown'}_{sha[:16]}.fits"
         if given is not None and not is_safe_name(given):
-            self._quarantine(
+            await self._quarantine(
                 data,
                 fallback,
                 sha,
@@ -178,16 +181,16 @@ class MqttSource:
                 ),
             )
             return
-        if not self.log.claim(sha):
-            self.log.count_duplicate(SOURCE)
+        if not await self.ingest.claim(sha):
+            await self.ingest.count_duplicate(SOURCE)
             return
         try:
             result = await parse_off_loop(data, given, sha)
             if isinstance(result, TelemetryError):
-                self._quarantine(data, given or fallback, sha, Problem.of(result))
+                await self._quarantine(data, given or fallback, sha, Problem.of(result))
                 return
             if result.kind != kind:
-                self._quarantine(
+                await self._quarantine(
                     data,
                     given or fallback,
                     sha,
@@ -200,10 +203,11 @@ class MqttSource:
             path = await asyncio.to_thread(self._keep, data, sha)
             chunk = dataclasses.replace(result, name=given or fallback)
             await self.queue.put(chunk)
-            self.log.record_chunk(chunk, path, SOURCE)
+            # Queued before we yield: the consumer waits for this commit (see inbox.py).
+            await self.ingest.record_chunk(chunk, path, SOURCE)
             metrics.INGEST_LATENCY.labels(SOURCE).observe(time.monotonic() - arrived)
         finally:  # stopped on a full queue: not acked, so the broker sends it again
-            self.log.release(sha)
+            self.ingest.release(sha)
 
     def _keep(self, data: bytes, sha: str) -> Path:
         """Store good bytes by content hash (idempotent) for the root elements to read."""
@@ -213,6 +217,7 @@ class MqttSource:
             atomic_write(path, data)
         return path
 
-    def _quarantine(self, data: bytes, name: str, sha: str, problem: Problem) -> None:
-        target = self.quarantine.store(data, name, SOURCE, problem, sha)
+    async def _quarantine(self, data: bytes, name: str, sha: str, problem: Problem) -> None:
+        # The file and its record are written on the ingest log's thread.
+        target = await self.ingest.call(self.quarantine.store, data, name, SOURCE, problem, sha)
         log.warning("quarantined MQTT payload as %s: %s", target.name, problem.problem)

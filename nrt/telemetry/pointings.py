@@ -24,6 +24,11 @@ and returns the pointings that became complete (or whose grace expired) while th
 daemon was down, without repeating those already announced with the same files.
 Together with the inbox rescan and the MQTT persistent session, this resumes exactly
 what was incomplete.
+
+Threads: the tracker is plain synchronous code over an ``IngestLog``. The daemon
+drives it only through the log's ``AsyncIngestLog.call``, so its reads and its
+``announce`` writes run on the log's thread, in order with the chunks' commits, and
+its memory is touched by that one thread.
 """
 
 from __future__ import annotations
@@ -280,6 +285,14 @@ class PointingTracker:
             if found:
                 out[kind] = found
         return out
+
+    def states(self) -> dict[str, int]:
+        """How many pointings are in each ``status`` (for the daemon's gauges)."""
+        found: dict[str, int] = {}
+        for pointing in self._pointings:
+            state = self.status(pointing)
+            found[state] = found.get(state, 0) + 1
+        return found
 
     def status(self, pointing: str) -> str:
         """``open``, ``covered``, ``grace`` or ``announced`` (with the current files)."""

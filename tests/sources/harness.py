@@ -24,7 +24,10 @@ class Running:
     source: InboxSource
 
     async def next(self, timeout: float = 5.0) -> Chunk:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+        """The next chunk, once its record is committed (as the daemon's consumer waits)."""
+        chunk = await asyncio.wait_for(self.queue.get(), timeout)
+        await self.source.ingest.committed(chunk)
+        return chunk
 
     async def quiet(self, seconds: float = 0.3) -> list[Chunk]:
         """Whatever arrives within `seconds` (expected: nothing)."""

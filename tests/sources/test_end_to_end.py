@@ -33,9 +33,10 @@ def test_simulated_hour_every_pointing_announced_once_and_not_again_after_restar
             tracker = PointingTracker(r.log, grace=3600.0)
             ready: list[PointingReady] = []
 
-            async def consume() -> None:
+            async def consume() -> None:  # as the daemon: the tracker on the log's thread
                 for _ in files:
-                    ready.extend(tracker.add(await r.next(timeout=30)))
+                    chunk = await r.next(timeout=30)
+                    ready.extend(await r.source.ingest.call(tracker.add, chunk))
 
             consumer = asyncio.create_task(consume())
             for path in order:
@@ -63,7 +64,7 @@ def test_simulated_hour_every_pointing_announced_once_and_not_again_after_restar
     async def second() -> None:
         async with inbox_running(tmp_path) as r:  # a restart: nothing is new
             tracker = PointingTracker(r.log, grace=3600.0)
-            assert tracker.restore() == []
+            assert await r.source.ingest.call(tracker.restore) == []
             assert await r.quiet(0.5) == []
             assert r.log.counts == Counter()
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 from nrt import metrics
 from nrt.telemetry.formats import read_chunk
 from nrt.telemetry.ingest import IngestLog, is_safe_name, is_temp_name, sanitize_name
+from nrt.telemetry.ingestthread import THREAD_NAME, AsyncIngestLog
 from tests.sources import factory as f
 
 
@@ -40,15 +43,53 @@ def test_names() -> None:
         assert is_safe_name(clean) and "/" not in clean and len(clean) <= 120, clean
 
 
+#: ~1 WAL page per commit: 3x SQLite's 1000-page automatic checkpoint.
+COMMITS = 3000
+
+
+def _chunks(n: int = COMMITS):
+    for i in range(n):
+        yield read_chunk(f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
+
+
+def _wal_pages(path: Path) -> float:
+    return Path(f"{path}-wal").stat().st_size / 4120
+
+
 def test_the_wal_stays_bounded_under_a_steady_stream_of_commits(tmp_path: Path) -> None:
     """The daemon commits a record per chunk, hundreds a second; the WAL must be reset
     by checkpoints, not grow (checkpoints from another thread never caught up: 6.6 GB
     in the 4-day soak)."""
     path = tmp_path / "ingest.sqlite"
     log = IngestLog(path)
-    for i in range(3000):  # ~1 WAL page per commit: 3x SQLite's 1000-page checkpoint
-        chunk = read_chunk(f.hk(t0=1000.0 + 5 * i), f.name("hk", seq=i))
+    for chunk in _chunks():
         log.record_chunk(chunk, tmp_path / chunk.name, "inbox")
-    assert Path(f"{path}-wal").stat().st_size < 1100 * 4120, "WAL reset at each checkpoint"
-    assert len(log.records()) == 3000
+    assert _wal_pages(path) < 1100, "WAL reset at each checkpoint"
+    assert len(log.records()) == COMMITS
     log.close()
+
+
+def test_the_wal_stays_bounded_when_the_daemon_writes_from_the_ingest_thread(
+    tmp_path: Path,
+) -> None:
+    """The same through ``AsyncIngestLog``, as the daemon: every commit, read and
+    checkpoint on the log's one thread, the consumer's reads between the commits."""
+    path = tmp_path / "ingest.sqlite"
+
+    async def stream() -> tuple[float, int, set[str]]:
+        ingest = await AsyncIngestLog.open(path)
+        threads = set()
+        for chunk in _chunks():
+            await ingest.record_chunk(chunk, tmp_path / chunk.name, "inbox")
+            assert (await ingest.committed(chunk)).sha256 == chunk.sha256
+            if chunk.tstart % 50 == 0:  # a pointing read now and then (the tracker)
+                await ingest.records(chunk.pointing)
+                threads.add(await ingest.call(lambda: threading.current_thread().name))
+        pages, count = _wal_pages(path), len(await ingest.records())
+        await ingest.close()
+        return pages, count, threads
+
+    pages, count, threads = asyncio.run(stream())
+    assert pages < 1100, "WAL reset at each checkpoint"
+    assert count == COMMITS
+    assert len(threads) == 1 and next(iter(threads)).startswith(THREAD_NAME)

@@ -70,7 +70,7 @@ def test_payload_becomes_a_chunk_stored_by_content(tmp_path: Path, mosquitto) ->
             assert acs.name == f.name("acs", seq=4)
             assert acs.sha256 == hashlib.sha256(data).hexdigest()
             assert hk.name.startswith("mqtt_hk_") and hk.kind == "hk"
-            record = source.log.record(acs.sha256)
+            record = await source.ingest.committed(acs)  # as the daemon's consumer waits
             assert record is not None and record.source == "mqtt"
             assert record.path.read_bytes() == data
             await publish(mosquitto, "acs", data, filename=f.name("acs", seq=5))  # same bytes
@@ -209,7 +209,7 @@ def test_a_payload_that_cannot_be_kept_is_retried_not_lost(tmp_path: Path, mosqu
             store.unlink()  # the operator frees the disk
             (chunk,) = await take(queue, 1, timeout=10)
             assert chunk.sha256 == hashlib.sha256(data).hexdigest()
-            assert source.log.record(chunk.sha256).path.read_bytes() == data
+            assert (await source.ingest.committed(chunk)).path.read_bytes() == data
 
     asyncio.run(scenario())
 
