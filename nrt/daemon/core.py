@@ -374,10 +374,14 @@ class Daemon:
                 return
             arrival = time.monotonic()
             try:  # its record is committed before anything acts on the chunk
-                record = await ingest.committed(chunk)
+                ingested = await ingest.committed(chunk)
             except Exception:  # e.g. the state disk is full: alerts still go out
                 log.exception("the ingest record of %s was not committed", chunk.name)
-                record = None
+                ingested = None
+            # The tracker works on the ingest log's thread while the detectors run on theirs.
+            tracked = (
+                asyncio.ensure_future(ingest.call(tracker.add, ingested)) if ingested else None
+            )
             self.summary.chunks += 1
             metrics.TELEMETRY_FILES.labels(chunk.kind, "accepted").inc()
             data_unix = _IJD_TO_UNIX + absolute_seconds(chunk.tstop, chunk.mjdref)
@@ -391,17 +395,22 @@ class Daemon:
                 log.exception("stream detectors failed on %s", chunk.name)
                 records = []
             self.summary.alerts += records
+            # One chunk must never stop the consumer (the daemon would stall), and a
+            # failing stage must not keep the chunk from the others.
             try:
                 if chunk.kind in ("isgri", "pointing"):
                     self.localization.add(chunk)
-                if record is None:
+            except Exception:
+                log.exception("localization failed on %s; going on", chunk.name)
+            try:
+                if tracked is None:
                     raise LookupError(f"chunk {chunk.name} is not in the ingest log")
-                for ready in await ingest.call(tracker.add, record):
+                for ready in await tracked:
                     self.pointings.submit(ready)
             except LookupError as exc:
                 log.error("pointing tracker: %s", exc)
-            except Exception:  # one chunk must never stop the consumer: the daemon would stall
-                log.exception("handling %s after the stream detectors failed; going on", chunk.name)
+            except Exception:
+                log.exception("pointing tracker failed on %s; going on", chunk.name)
             if self.summary.chunks % 100 == 0:
                 self._forget_old()
                 self.notifier.status(

@@ -79,8 +79,7 @@ class ReplaySource:
                 delay = wall0 + (chunk.tstart - data0) / self.speed - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            if not await self.ingest.has(chunk.sha256):
-                await self.ingest.record_chunk(chunk, path, "replay")
+            await self.ingest.record_new_chunk(chunk, path, "replay")  # before the put
             await self.queue.put(chunk)
             metrics.INGEST_LATENCY.labels("replay").observe(time.monotonic() - taken)
             if self.on_progress:

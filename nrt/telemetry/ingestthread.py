@@ -111,7 +111,16 @@ class AsyncIngestLog:
         chunk; the consumer then waits for it with ``committed`` before acting on the
         chunk. Cancelling the waiter does not cancel the commit.
         """
-        future = self._submit(self.log.record_chunk, chunk, path, source)
+        return self._commit(chunk, self._submit(self.log.record_chunk, chunk, path, source))
+
+    def record_new_chunk(self, chunk: Chunk, path: Path, source: str) -> Awaitable[ChunkRecord]:
+        """``record_chunk`` unless the content is known (then its stored record), in one
+        call: a replay's check and record (see ``record_chunk``)."""
+        return self._commit(chunk, self._submit(_record_new, self.log, chunk, path, source))
+
+    def _commit(
+        self, chunk: Chunk, future: concurrent.futures.Future[ChunkRecord]
+    ) -> Awaitable[ChunkRecord]:
         self._commits[chunk.sha256] = future
         while len(self._commits) > KEEP_COMMITS:  # nobody takes them (no consumer)
             del self._commits[next(iter(self._commits))]
@@ -148,6 +157,10 @@ class AsyncIngestLog:
 
     async def forget_files(self, paths: Iterable[str]) -> None:
         await self.call(self.log.forget_files, list(paths))
+
+
+def _record_new(log: IngestLog, chunk: Chunk, path: Path, source: str) -> ChunkRecord:
+    return log.record(chunk.sha256) or log.record_chunk(chunk, path, source)
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
