@@ -30,7 +30,7 @@ def _best(t: np.ndarray, c: np.ndarray, config: TriggerConfig) -> float:
 def test_a_tapered_window_sees_a_smooth_pulse_better_than_a_boxcar(fwhm):
     """Boxcars of 1, 2, 4, ... bins match a Gaussian pulse to 0.93 of the matched filter's
     signal-to-noise; trapezoids (a quarter of the window at each end weighted 0.4) to
-    0.95-0.97, whatever its width (README, Detectors). Bright pulses (S ~ 70-190), so that
+    0.95-0.97 at any width (README, Detectors). Bright pulses (S ~ 70-190), so that
     the difference is not the noise's: +8%, +2%, +2% here (seeds 11-16: 7-8%, 1.6-2.7%,
     1.8-2.3%)."""
     t, c = _pulse(fwhm, 20000.0 * fwhm / 0.15, seed=11)
