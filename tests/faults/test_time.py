@@ -97,7 +97,13 @@ def test_disorder_duplicates_and_late_chunks(tmp_path, telemetry, reference, mos
             60,
             "the quick-look by grace, without the late chunks",
         )
+        runs = metric(port, 'nrt_quicklook_runs_total{outcome="ok"}') or 0
         feed(late, inbox)
+        wait_until(  # else SIGTERM can come before the daemon takes the late chunks
+            lambda: (metric(port, 'nrt_quicklook_runs_total{outcome="ok"}') or 0) > runs,
+            60,
+            "the quick-look again, with the late chunks",
+        )
         wait_until(lambda: complete(tmp_path, truth), 60, "the run to complete")
         dup_count = metric(port, 'nrt_telemetry_files_total{kind="any",outcome="duplicate"}')
         assert daemon.stop() == 0
