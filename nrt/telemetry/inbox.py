@@ -391,10 +391,10 @@ class InboxSource:
             # commit is queued before a consumer can take the chunk, and the consumer
             # waits for it (``AsyncIngestLog.committed``). Stopped while waiting on a
             # full queue, the file is neither recorded nor lost.
-            await self.ingest.record_chunk(result, path, SOURCE)
+            await self.ingest.record_chunk(result, path, SOURCE, file=file_identity(st))
+            self._known[str(path)] = file_identity(st)  # remembered with the record
             # The rename that put the file here set its ctime: that is when it appeared.
             metrics.INGEST_LATENCY.labels(SOURCE).observe(max(0.0, time.time() - st.st_ctime))
-            await self._remember(path, st, sha)
         finally:
             self.ingest.release(sha)
 

@@ -103,15 +103,18 @@ class AsyncIngestLog:
     async def count_duplicate(self, source: str) -> None:
         await self.call(self.log.count_duplicate, source)
 
-    def record_chunk(self, chunk: Chunk, path: Path, source: str) -> Awaitable[ChunkRecord]:
+    def record_chunk(
+        self, chunk: Chunk, path: Path, source: str, *, file: FileIdentity | None = None
+    ) -> Awaitable[ChunkRecord]:
         """Queue the chunk's record at once and return its commit to await.
 
         A source calls this right after putting the chunk on the daemon's queue and
         before it yields, so the commit is queued before the consumer can take the
         chunk; the consumer then waits for it with ``committed`` before acting on the
-        chunk. Cancelling the waiter does not cancel the commit.
+        chunk. Cancelling the waiter does not cancel the commit. ``file``: the inbox
+        file's identity, remembered in the same call once the record is committed.
         """
-        return self._commit(chunk, self._submit(self.log.record_chunk, chunk, path, source))
+        return self._commit(chunk, self._submit(_record, self.log, chunk, path, source, file))
 
     def record_new_chunk(self, chunk: Chunk, path: Path, source: str) -> Awaitable[ChunkRecord]:
         """``record_chunk`` unless the content is known (then its stored record), in one
@@ -157,6 +160,15 @@ class AsyncIngestLog:
 
     async def forget_files(self, paths: Iterable[str]) -> None:
         await self.call(self.log.forget_files, list(paths))
+
+
+def _record(
+    log: IngestLog, chunk: Chunk, path: Path, source: str, file: FileIdentity | None
+) -> ChunkRecord:
+    record = log.record_chunk(chunk, path, source)
+    if file is not None:
+        log.remember_file(path, file, chunk.sha256)
+    return record
 
 
 def _record_new(log: IngestLog, chunk: Chunk, path: Path, source: str) -> ChunkRecord:
