@@ -219,6 +219,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.reload)
 
         memory.limit_arenas()  # before the worker threads start (see nrt.daemon.memory)
+        memory.fix_mmap_threshold()
         self.layout.state.mkdir(parents=True, exist_ok=True)
         cache = await asyncio.to_thread(
             Cache.open,
