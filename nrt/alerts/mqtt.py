@@ -12,9 +12,10 @@ aiomqtt 2.x also fails a publish still awaiting its PUBACK only at its timeout
 timeout when the broker's side closes a connection before its CONNACK. With no
 public hook for either (aiomqtt 2.5.1, the last 2.x; 3.0 is an alpha on another
 protocol library), `CheckedClient` watches aiomqtt's private ``_disconnected``
-future and ``_connected`` future and raises `ConnectionLost` at once: the
-publisher then reconnects and sends the same outbox row again, so an outage
-delays alerts by the outage and the reconnect, not by a further timeout.
+future (and, through `nrt.mqttlink.PromptClient`, its ``_connected`` future) and
+raises `ConnectionLost` at once: the publisher then reconnects and sends the same
+outbox row again, so an outage delays alerts by the outage and the reconnect, not
+by a further timeout.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from nrt.alerts.model import Alert
+from nrt.mqttlink import ConnectionLost, PromptClient
 
 DEFAULT_URL = "mqtt://localhost:1883"
 JSON_TYPE = "application/json"
@@ -42,10 +44,6 @@ VOEVENT_TYPE = "application/x-voevent+xml"
 
 class BrokerError(RuntimeError):
     """The broker cannot be used as configured; the message says what to change."""
-
-
-class ConnectionLost(aiomqtt.MqttError):
-    """The connection dropped before the broker answered (CONNACK or PUBACK): retry."""
 
 
 class PublishRefused(BrokerError):
@@ -166,7 +164,7 @@ def status_payload(state: str, **extra: Any) -> bytes:
     return json.dumps({"status": state, **extra}, sort_keys=True).encode()
 
 
-class CheckedClient(aiomqtt.Client):
+class CheckedClient(PromptClient):
     """An aiomqtt client that remembers failed PUBACK reason codes (see module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -182,45 +180,11 @@ class CheckedClient(aiomqtt.Client):
             return info
 
         self._client.publish = publish  # type: ignore[method-assign]
-        #: True while __aenter__ waits for the CONNACK (see _on_disconnect).
-        self._connecting = False
-
-    async def __aenter__(self) -> CheckedClient:
-        self._connecting = True
-        try:
-            return await super().__aenter__()
-        finally:
-            self._connecting = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if reason_code is not None and getattr(reason_code, "is_failure", False):
             self._refusals[mid] = reason_code
         super()._on_publish(client, userdata, mid, reason_code, properties)
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
-        # aiomqtt ignores a connection closed before the CONNACK (e.g. a proxy or
-        # load balancer that accepts and then drops it), and `__aenter__` waits
-        # out its whole timeout; fail the connect attempt now instead.
-        if self._connecting and not self._connected.done():
-            try:
-                on_loop = asyncio.get_running_loop() is self._loop
-            except RuntimeError:  # paho may write (and fail) from connect()'s thread
-                on_loop = False
-            if on_loop:
-                self._connect_failed(reason_code)
-            else:
-                self._loop.call_soon_threadsafe(self._connect_failed, reason_code)
-            return
-        super()._on_disconnect(client, userdata, flags, reason_code, properties)
-
-    def _connect_failed(self, reason_code: Any) -> None:
-        if self._connecting and not self._connected.done():
-            self._connected.set_exception(
-                ConnectionLost(
-                    f"connection to {self._hostname}:{self._port} closed before the "
-                    f"broker answered CONNECT ({reason_code})"
-                )
-            )
 
     async def publish_checked(
         self,

@@ -33,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from nrt import metrics
+from nrt.mqttlink import PromptClient
 from nrt.paths import state_dir
 from nrt.telemetry.formats import KINDS, Chunk, TelemetryError, atomic_write
 from nrt.telemetry.inbox import parse_off_loop
@@ -95,11 +96,12 @@ class MqttSource:
         #: successful connections so far (a reconnect makes it > 1).
         self.connections = 0
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self) -> PromptClient:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry
         props.ReceiveMaximum = self.receive_maximum
-        client = aiomqtt.Client(
+        # fails a connect at once when the broker's side closes it (see nrt.mqttlink)
+        client = PromptClient(
             self.host,
             self.port,
             identifier=self.client_id,

@@ -18,6 +18,7 @@ from nrt.telemetry.ingest import IngestLog, Quarantine
 from nrt.telemetry.mqttsource import MqttSource, topic_for
 from tests.sources import factory as f
 from tests.sources.harness import inbox_running
+from tests.support.tcpproxy import TcpProxy
 
 
 async def publish(broker, kind: str, data: bytes, filename: str | None = None) -> None:
@@ -232,3 +233,34 @@ def test_a_slow_consumer_loses_nothing(tmp_path: Path, mosquitto) -> None:
             assert got == [hashlib.sha256(p).hexdigest() for p in payloads]  # all, in order
 
     asyncio.run(scenario())
+
+
+def test_a_connection_closed_before_connack_is_retried_at_once(tmp_path: Path, mosquitto) -> None:
+    """aiomqtt alone waits out its 10 s timeout after each such attempt (nrt.mqttlink)."""
+    proxy = TcpProxy(mosquitto.port).start()
+    proxy.cut("reset")  # every connection accepted, then closed before any CONNACK
+
+    async def scenario() -> int:
+        log = IngestLog()
+        queue: asyncio.Queue[Chunk] = asyncio.Queue(10)
+        source = MqttSource(
+            queue, log, Quarantine(tmp_path / "q", log), port=proxy.port, backoff=(0.1, 0.5)
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(source.run(stop))
+        try:
+            await asyncio.sleep(3)
+            attempts = proxy.refused
+            proxy.restore()
+            await asyncio.wait_for(source.connected.wait(), 5)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+            log.close()
+        return attempts
+
+    try:
+        attempts = asyncio.run(scenario())
+    finally:
+        proxy.stop()
+    assert attempts >= 4, f"{attempts} connect attempts in 3 s: each waited for a timeout"

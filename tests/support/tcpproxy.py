@@ -25,6 +25,8 @@ class TcpProxy:
         self.port = free_port()
         self.mode = "open"  # open, reset, blackhole
         self.connections = 0
+        #: connections accepted and closed at once while cut with ``reset``
+        self.refused = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -43,6 +45,7 @@ class TcpProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "reset":
+            self.refused += 1
             writer.close()
             return
         self._writers.add(writer)
