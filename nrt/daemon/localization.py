@@ -146,6 +146,9 @@ class _Request:
     asked: float
     #: imager chunks read back from the ingest log (a request resumed after a restart)
     chunks: list[Any] = field(default_factory=list)
+    #: taken up after a restart: its pointing record may be ingested after its imager
+    #: chunks were read back, so it also waits for the attitude (up to ``wait``)
+    resumed: bool = False
 
     @property
     def covered_until(self) -> float:
@@ -316,6 +319,7 @@ class LocalizationStage:
             now = time.monotonic()
             record = AlertRecord(alert, trigger, now, now)
         req = _request(record)
+        req.resumed = True
         req.chunks = await self._read_back(ingest, req, alert)
         self._pending.append(req)
         self._requested.add(alert_id)
@@ -360,13 +364,19 @@ class LocalizationStage:
         keep = []
         for req in self._pending:
             covered = max(self._covered_until, req.covered_until)
-            if force or covered >= req.interval[1] or now - req.asked > self.wait:
+            ready = covered >= req.interval[1] and not self._needs_attitude(req)
+            if force or ready or now - req.asked > self.wait:
                 task = asyncio.get_running_loop().create_task(self._run(req))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             else:
                 keep.append(req)
         self._pending = keep
+
+    def _needs_attitude(self, req: _Request) -> bool:
+        """A resumed request whose pointing's attitude has not come in (again) yet (live
+        requests keep the rule they had: imager coverage or ``wait``)."""
+        return req.resumed and req.pointing is not None and req.pointing not in self._attitudes
 
     async def drain(self) -> None:
         """End of input: localize what is still waiting with the data there are."""

@@ -108,3 +108,69 @@ def test_a_damaged_record_is_set_aside_counted_and_started_afresh(tmp_path):
     assert again.db.execute("SELECT count(*) FROM localizations").fetchone() == (0,)
     again.expect(_alert(20))
     assert again.db.execute("SELECT count(*) FROM localizations").fetchone() == (1,)
+
+
+def test_a_resumed_localization_waits_for_its_pointings_attitude(telemetry, tmp_path):
+    """After a restart the imager chunks can be read back before the pointing record is
+    ingested again: the resumed request waits for the attitude instead of giving up."""
+    from nrt.daemon.stream import AlertRecord
+    from nrt.telemetry.formats import read_chunk
+    from tests.daemon.harness import utc_of
+
+    directory, truth = telemetry
+    burst = next(b for b in truth["grbs"] if b["in_fov"] and b["isgri_counts_expected"] > 5000)
+    trigger = SimpleNamespace(
+        instrument="SPI-ACS",
+        time_utc=utc_of(burst["peak"]).isot + "Z",
+        time_met=burst["peak"],
+        timescale=0.2,
+        significance=50.0,
+        far_per_day=1e-6,
+        counts=9000.0,
+        background=4000.0,
+        band=None,
+        flags=(),
+        pointing=burst["pointing"],
+    )
+    alert = Alert.initial_from_trigger(trigger, tense="test")
+    outbox = Outbox(tmp_path / "outbox.sqlite", ["mqtt"])
+    ingest = IngestLog(tmp_path / "ingest.sqlite")
+    for path in sorted(directory.glob(f"isgri_{burst['pointing']}_*.fits")):
+        ingest.record_chunk(read_chunk(path), path, "inbox")  # no pointing record yet
+    pointing_file = next(directory.glob(f"pointing_{burst['pointing']}_*.fits"))
+    revised: list[Alert] = []
+
+    async def submit(a: Alert) -> bool:
+        return outbox.add(a) is not None
+
+    async def latest(alert_id: str) -> Alert | None:
+        return outbox.latest(alert_id)
+
+    async def revise(record: AlertRecord, make) -> Alert:
+        revised.append(make(record.alert))
+        return revised[-1]
+
+    async def first_life() -> None:
+        stage = LocalizationStage(revise, state=tmp_path)
+        assert await stage.guard(submit)(alert)
+        stage.close()
+
+    async def second_life() -> tuple[int, tuple[str, str] | None, tuple[str, str] | None]:
+        stage = LocalizationStage(revise, state=tmp_path)
+        resumed = await stage.resume(ingest, {}, latest)
+        await asyncio.sleep(0.5)
+        waiting = await stage._db(stage.store.state, alert.id)
+        stage.add(read_chunk(pointing_file))  # the pointing record comes in
+        await stage.drain()
+        done = await stage._db(stage.store.state, alert.id)
+        stage.close()
+        return resumed, waiting, done
+
+    asyncio.run(first_life())
+    resumed, waiting, done = asyncio.run(second_life())
+    assert resumed == 1
+    assert waiting[0] == "pending", waiting
+    assert done == ("resolved", "update record 2"), done
+    assert len(revised) == 1 and revised[0].localization is not None
+    outbox.close()
+    ingest.close()
