@@ -40,6 +40,7 @@ from nrt.daemon import memory
 from nrt.daemon.localization import LocalizationStage
 from nrt.daemon.quicklook import PointingStage
 from nrt.daemon.replay import END, ReplaySource
+from nrt.daemon.stall import CHECK_INTERVAL, StallGuard, stacks
 from nrt.daemon.stream import AlertRecord, StreamStage
 from nrt.systemd import Notifier, watchdog_interval
 from nrt.telemetry.inbox import InboxSource
@@ -128,6 +129,8 @@ class Daemon:
         self.failed = False
         self._data_span: list[float] = []
         self._arrivals: dict[str, float] = {}
+        #: set once the chunk consumer is found stuck (see nrt.daemon.stall)
+        self.stalled = False
 
     # ------------------------------------------------------------ wiring
 
@@ -277,8 +280,12 @@ class Daemon:
             await self.stream.warm_up(await ingest.records())
         await self.localization.resume(ingest, self.stream.alerts, publisher.latest)
         tasks = [asyncio.create_task(s.run(stop_input), name=type(s).__name__) for s in sources]
+        self._guard = StallGuard(queue)
         consumer = asyncio.create_task(self._consume(queue, ingest, tracker, stop), name="consumer")
         consumer.add_done_callback(lambda task: self._consumer_ended(task, stop))
+        helpers.append(
+            asyncio.create_task(self._stall_guard(self._guard, consumer, stop), name="stall-guard")
+        )
         await self._wait_ready(publisher, sources)
         self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
         log.info(
@@ -294,9 +301,10 @@ class Daemon:
         for task in tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=10)
-        if self.replay is None:
+        if self.replay is None and not self.stalled:
             await queue.put(END)
-        with contextlib.suppress(Exception):  # a failed consumer was logged when it ended
+        # a failed consumer was logged when it ended; a stuck one was cancelled
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await consumer
         await asyncio.wait_for(self.localization.drain(), None if self.replay is not None else 30)
         if self.replay is not None:
@@ -367,6 +375,7 @@ class Daemon:
     ) -> None:
         while True:
             chunk = await queue.get()
+            self._guard.took()
             if chunk is END:
                 if self.replay is not None:
                     for record in await self.stream.finish():
@@ -456,9 +465,30 @@ class Daemon:
         interval = watchdog_interval()
         if interval is None:
             return
-        while True:
+        while not self.stalled:  # a stuck pipeline stops the pings: systemd restarts us
             self.notifier.watchdog()
             await asyncio.sleep(interval)
+
+    async def _stall_guard(
+        self, guard: StallGuard, consumer: asyncio.Task, stop: asyncio.Event
+    ) -> None:
+        """Chunks waiting and none taken for long: log what is stuck, then exit 1."""
+        while True:
+            await asyncio.sleep(CHECK_INTERVAL)
+            waited = guard.stalled()
+            if waited is None:
+                continue
+            log.critical(
+                "no chunk taken for %.0f s with %d waiting: the pipeline is stuck; stopping "
+                "(exit 1) so that systemd restarts nrt. Stacks:\n%s",
+                waited,
+                guard.queue.qsize(),
+                stacks(),
+            )
+            self.stalled = self.failed = True
+            consumer.cancel()
+            stop.set()
+            return
 
     async def _maintain(self, cache: Cache, ingest: AsyncIngestLog, publisher: Publisher) -> None:
         while True:

@@ -36,3 +36,38 @@ def test_a_failing_stage_does_not_stop_the_consumer(tmp_path, telemetry, monkeyp
     assert daemon.summary.chunks == n_files
     assert calls["n"] > 50 and "injected failure" in caplog.text
     assert daemon.summary.alerts, "alerts still flow"
+
+
+def test_a_stuck_consumer_is_noticed_logged_and_the_daemon_exits_1(
+    tmp_path, telemetry, monkeypatch, caplog
+):
+    """The loop turns (the watchdog would be fed) but no chunk is taken: a stall."""
+    from nrt.daemon import core, stall
+    from nrt.daemon.stream import StreamStage
+
+    sim_dir, _truth = telemetry
+    calls = {"n": 0}
+    original = StreamStage.feed
+
+    async def stuck(self, chunk, arrival):
+        calls["n"] += 1
+        if calls["n"] == 30:
+            await asyncio.Event().wait()  # an await that never returns
+        return await original(self, chunk, arrival)
+
+    monkeypatch.setattr(StreamStage, "feed", stuck)
+    monkeypatch.setattr(stall, "STALL_SECONDS", 2.0)
+    monkeypatch.setattr(core, "CHECK_INTERVAL", 0.2)
+    base = configuration.Config()
+    config = dataclasses.replace(
+        base,
+        paths=dataclasses.replace(base.paths, state=str(tmp_path / "s"), cache=str(tmp_path / "c")),
+        mqtt=dataclasses.replace(base.mqtt, enabled=False),
+        metrics=dataclasses.replace(base.metrics, listen=""),
+        quicklook=dataclasses.replace(base.quicklook, enabled=False),
+    )
+    daemon = Daemon(config, replay=sim_dir)
+    assert asyncio.run(asyncio.wait_for(daemon.run(), 60)) == 1
+    assert daemon.stalled and calls["n"] == 30
+    assert "the pipeline is stuck" in caplog.text
+    assert "--- task consumer" in caplog.text and "in stuck" in caplog.text, "the stacks say where"
