@@ -10,6 +10,18 @@ from nrt.daemon import Daemon
 from nrt.daemon.localization import LocalizationStage
 
 
+def _replay_config(tmp_path) -> configuration.Config:
+    """A replay without broker, metrics endpoint or quick-look: the chunk path only."""
+    base = configuration.Config()
+    return dataclasses.replace(
+        base,
+        paths=dataclasses.replace(base.paths, state=str(tmp_path / "s"), cache=str(tmp_path / "c")),
+        mqtt=dataclasses.replace(base.mqtt, enabled=False),
+        metrics=dataclasses.replace(base.metrics, listen=""),
+        quicklook=dataclasses.replace(base.quicklook, enabled=False),
+    )
+
+
 def test_a_failing_stage_does_not_stop_the_consumer(tmp_path, telemetry, monkeypatch, caplog):
     sim_dir, _truth = telemetry
     calls = {"n": 0}
@@ -22,14 +34,7 @@ def test_a_failing_stage_does_not_stop_the_consumer(tmp_path, telemetry, monkeyp
         return original(self, chunk)
 
     monkeypatch.setattr(LocalizationStage, "add", flaky)
-    base = configuration.Config()
-    config = dataclasses.replace(
-        base,
-        paths=dataclasses.replace(base.paths, state=str(tmp_path / "s"), cache=str(tmp_path / "c")),
-        mqtt=dataclasses.replace(base.mqtt, enabled=False),
-        metrics=dataclasses.replace(base.metrics, listen=""),
-        quicklook=dataclasses.replace(base.quicklook, enabled=False),
-    )
+    config = _replay_config(tmp_path)
     daemon = Daemon(config, replay=sim_dir)
     assert asyncio.run(daemon.run()) == 0
     n_files = len([p for p in sim_dir.iterdir() if p.suffix == ".fits"])
@@ -58,14 +63,7 @@ def test_a_stuck_consumer_is_noticed_logged_and_the_daemon_exits_1(
     monkeypatch.setattr(StreamStage, "feed", stuck)
     monkeypatch.setattr(stall, "STALL_SECONDS", 2.0)
     monkeypatch.setattr(core, "CHECK_INTERVAL", 0.2)
-    base = configuration.Config()
-    config = dataclasses.replace(
-        base,
-        paths=dataclasses.replace(base.paths, state=str(tmp_path / "s"), cache=str(tmp_path / "c")),
-        mqtt=dataclasses.replace(base.mqtt, enabled=False),
-        metrics=dataclasses.replace(base.metrics, listen=""),
-        quicklook=dataclasses.replace(base.quicklook, enabled=False),
-    )
+    config = _replay_config(tmp_path)
     daemon = Daemon(config, replay=sim_dir)
     assert asyncio.run(asyncio.wait_for(daemon.run(), 60)) == 1
     assert daemon.stalled and calls["n"] == 30
