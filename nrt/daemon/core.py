@@ -40,7 +40,7 @@ from nrt.daemon import memory
 from nrt.daemon.localization import LocalizationStage
 from nrt.daemon.quicklook import PointingStage
 from nrt.daemon.replay import END, ReplaySource
-from nrt.daemon.stall import CHECK_INTERVAL, StallGuard, stacks
+from nrt.daemon.stall import CHECK_INTERVAL, StallGuard, dump_on, stacks
 from nrt.daemon.stream import AlertRecord, StreamStage
 from nrt.systemd import Notifier, watchdog_interval
 from nrt.telemetry.inbox import InboxSource
@@ -220,6 +220,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        dump_on(signal.SIGUSR1, loop)  # ``kill -USR1``: what every task is waiting on
 
         memory.limit_arenas()  # before the worker threads start (see nrt.daemon.memory)
         memory.fix_mmap_threshold()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import sys
 import threading
 import time
@@ -48,10 +50,43 @@ class StallGuard:
         return waited if waited > self.seconds else None
 
 
-def stacks() -> str:
+def loop_state(loop: asyncio.AbstractEventLoop) -> str:
+    """What the event loop would do next: callbacks ready, the next timers, the file
+    descriptors it selects on (to tell a loop that waits on nothing from one that turns)."""
+    ready = getattr(loop, "_ready", ())
+    scheduled = sorted(getattr(loop, "_scheduled", ()), key=lambda h: h.when())
+    now = loop.time()
+    lines = [f"--- event loop: {len(ready)} callbacks ready, {len(scheduled)} timers"]
+    lines += [f"  timer in {h.when() - now:.3f} s: {h}" for h in scheduled[:5]]
+    selector = getattr(loop, "_selector", None)
+    if selector is not None:
+        fds = sorted(key.fd for key in selector.get_map().values())
+        lines.append(f"  selecting on fds {fds}")
+    csock = getattr(loop, "_csock", None)
+    if csock is not None:
+        lines.append(f"  self-pipe write end fd {csock.fileno()}")
+    return "\n".join(lines) + "\n"
+
+
+def dump_on(signum: int, loop: asyncio.AbstractEventLoop) -> None:
+    """On ``signum``, write the loop's state and every task's and thread's stack to stderr.
+
+    A plain signal handler, not the loop's: it runs even when the loop itself is stuck
+    (the interpreter runs it between bytecodes or when a blocking call is interrupted).
+    Written with ``os.write``, so it takes no logging lock the interrupted code may hold.
+    """
+
+    def dump(_signum: int, _frame: object) -> None:
+        text = f"nrt state dump (signal {signum})\n{loop_state(loop)}{stacks(loop)}"
+        os.write(sys.stderr.fileno(), text.encode(errors="replace"))
+
+    signal.signal(signum, dump)
+
+
+def stacks(loop: asyncio.AbstractEventLoop | None = None) -> str:
     """Every asyncio task's and every thread's stack, as text for the log."""
     out = io.StringIO()
-    for task in asyncio.all_tasks():
+    for task in asyncio.all_tasks(loop):
         out.write(f"--- task {task.get_name()} (outermost first)\n")
         out.writelines(_awaiting(task.get_coro()))
     names = {t.ident: t.name for t in threading.enumerate()}
