@@ -4,8 +4,8 @@ The real ``nrt run`` process watches an inbox; chunks of one continuous simulati
 (:class:`nrt.telemetry.simulator.Simulation`, so pointing ids and file names never
 repeat) are written and renamed into the inbox in time order, with at most ``window``
 files waiting (the daemon's ``nrt_telemetry_files_total{outcome="accepted"}`` says how
-far it is). A day's files are deleted from the inbox once the daemon has taken them,
-so disk use stays at about one day of telemetry. A real mosquitto carries the alerts to
+far it is). Files are deleted from the inbox a few hours of data after they were
+written, and only once the daemon has taken them, so disk use stays bounded. A real mosquitto carries the alerts to
 a real subscriber (a persistent QoS 1 session), and the broker is restarted once per
 simulated day. Cache GC runs every few seconds with a small ``max_bytes``.
 
@@ -54,6 +54,12 @@ def above_threshold(burst: dict) -> bool:
     window = 0.5 if burst["class"] == "short" else 20.0
     sigma = burst["acs_counts_expected"] / math.sqrt(1.2 * 9e4 * window)
     return burst["observed"] and sigma >= THRESHOLD_SIGMA
+
+
+#: Data seconds a gap in the telemetry (the perigee passage) counts for when aging files.
+MAX_GAP = 600.0
+#: Files deleted at once, after the daemon has taken everything renamed so far.
+DELETE_BATCH = 2000
 
 
 @dataclass
@@ -366,7 +372,8 @@ listen = "127.0.0.1:{self.port}"
     def _feed(self, sim: Simulation) -> None:
         plan, result = self.plan, self.result
         seq: dict[tuple[str, str], int] = defaultdict(int)
-        written: deque[tuple[float, Path]] = deque()
+        written: deque[tuple[float, Path]] = deque()  # (data clock when written, file)
+        clock, last = 0.0, sim.start  # data seconds fed, gaps counted as at most MAX_GAP
         restarted = False
         span = plan.day_hours * 3600
         for kind, pointing, c0, c1, columns in sim.chunks():
@@ -388,18 +395,33 @@ listen = "127.0.0.1:{self.port}"
                 restarted = True
             seq[(kind, pointing.id)] += 1
             name = chunk_filename(kind, pointing.id, seq[(kind, pointing.id)])
+            clock += min(max(0.0, c1 - last), MAX_GAP)
+            last = max(last, c1)
+            self._delete_taken(written, clock - plan.keep_files_for)
             path = write_chunk(self.inbox / name, kind, pointing.id, columns, c0, c1, fsync=False)
-            written.append((c1, path))
-            # Files the daemon took and whose pointing is long done go (the quick-look
-            # reads a pointing's files again when it is complete): disk stays bounded.
-            while written and written[0][0] < c0 - plan.keep_files_for:
-                written.popleft()[1].unlink(missing_ok=True)
+            written.append((clock, path))
             self.renamed += 1
             result.chunks += 1
             result.data_hours = (c1 - sim.start) / 3600
             if self.renamed - self.accepted() > plan.window:
                 self._wait_taken(self.renamed - plan.window // 2)
         result.files_tried = self.renamed
+
+    def _delete_taken(self, written: deque[tuple[float, Path]], before: float) -> None:
+        """Delete the files written before data clock ``before``, once the daemon took them.
+
+        The quick-look reads a pointing's files again when it is complete, so a file
+        stays for ``keep_files_for`` seconds of data (a perigee gap counts as
+        ``MAX_GAP``: the pointing before it is completed after it). Files are deleted
+        in batches, each after the daemon has taken every file renamed so far: a file
+        deleted before it is taken never reaches the daemon (the soak once did that at
+        the gap, and the daemon, short of files, looked stalled).
+        """
+        if len(written) < DELETE_BATCH or written[DELETE_BATCH - 1][0] >= before:
+            return  # (``written`` is in clock order)
+        self._wait_taken(self.renamed)
+        while written and written[0][0] < before:
+            written.popleft()[1].unlink(missing_ok=True)
 
     t0 = time.monotonic()
 
