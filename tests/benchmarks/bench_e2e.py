@@ -169,15 +169,19 @@ def _data_hours(ingest: Path) -> float:
     return 0.0 if lo is None else (hi - lo) / 3600
 
 
-def replay_run(hours: float, work: Path) -> dict:
-    """``nrt replay`` of `hours` of simulated data, its RSS sampled against data progress."""
+def replay_run(hours: float, work: Path, broker: Mosquitto) -> dict:
+    """``nrt replay`` of `hours` of simulated data, its RSS sampled against data progress.
+
+    Alerts go to the benchmark's own broker, as a daemon's would (never the host's)."""
     sim = work / f"sim{hours:g}"
     simulate(sim, hours, seed=3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
     env["NRT_CACHE_DIR"] = str(work / f"cache{hours:g}")
     state = work / f"state{hours:g}"
+    config = work / f"replay{hours:g}.toml"
+    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n')
     command = [sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
-    command += ["--config", "/dev/null", "--state-dir", str(state)]
+    command += ["--config", str(config), "--state-dir", str(state)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     samples: list[tuple[float, float]] = []  # (hours of data taken, RSS MiB)
     while proc.poll() is None:
@@ -221,6 +225,8 @@ def main() -> None:
         try:
             floor = floor_latency(broker.port)
             e2e = alert_latency(args.hours_latency, args.speed, broker, work / "latency")
+            short = replay_run(1.0, work, broker)
+            long = replay_run(args.long_hours, work, broker)
         finally:
             broker.stop()
         f50, f99 = percentiles(floor)
@@ -234,10 +240,8 @@ def main() -> None:
             e50, e99 = percentiles(e2e["latencies"])
             print(f"   {'nrt: rename -> alert received':<36} {e50 * 1e3:8.2f} {e99 * 1e3:8.2f}")
             print(f"   ratio to the floor: p50 {e50 / f50:.0f}x, p99 {e99 / f99:.0f}x")
-        short = replay_run(1.0, work)
         print("\n2. replay throughput (default simulated rates)")
         print(f"   1 h of data in {short['seconds']:.1f} s = {short['speed']:.0f}x real time")
-        long = replay_run(args.long_hours, work)
         print(
             f"   {args.long_hours:g} h of data in {long['seconds']:.1f} s = {long['speed']:.0f}x real time"
         )

@@ -17,9 +17,11 @@ from tests.daemon.harness import unmissable
 
 def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry, tmp_path):
     directory, truth = telemetry
+    config = tmp_path / "nrt.toml"
+    config.write_text("[mqtt]\nenabled = false\n")  # never the host's broker
     result = CliRunner().invoke(
         main,
-        ["replay", str(directory), "--json", "--config", "/dev/null", "--state-dir", str(tmp_path)],
+        ["replay", str(directory), "--json", "--config", str(config), "--state-dir", str(tmp_path)],
         env={"NRT_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert result.exit_code == 0, result.output
@@ -48,7 +50,7 @@ def test_replay_text_names_latency_and_reuse_and_memory_lets_finished_pointings_
         config,
         paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
         inbox=dataclasses.replace(config.inbox, enabled=False),
-        mqtt=dataclasses.replace(config.mqtt, telemetry=False),
+        mqtt=dataclasses.replace(config.mqtt, enabled=False),
         metrics=dataclasses.replace(config.metrics, listen=""),
     )
     daemon = Daemon(config, replay=directory)
