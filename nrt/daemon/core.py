@@ -284,9 +284,7 @@ class Daemon:
         self._guard = StallGuard(queue)
         consumer = asyncio.create_task(self._consume(queue, ingest, tracker, stop), name="consumer")
         consumer.add_done_callback(lambda task: self._consumer_ended(task, stop))
-        helpers.append(
-            asyncio.create_task(self._stall_guard(self._guard, consumer, stop), name="stall-guard")
-        )
+        helpers.append(asyncio.create_task(self._stall_guard(consumer, stop), name="stall-guard"))
         await self._wait_ready(publisher, sources)
         self.notifier.ready(f"watching {self.replay or self.layout.inbox}")
         log.info(
@@ -470,10 +468,9 @@ class Daemon:
             self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _stall_guard(
-        self, guard: StallGuard, consumer: asyncio.Task, stop: asyncio.Event
-    ) -> None:
+    async def _stall_guard(self, consumer: asyncio.Task, stop: asyncio.Event) -> None:
         """Chunks waiting and none taken for long: log what is stuck, then exit 1."""
+        guard = self._guard
         while True:
             await asyncio.sleep(CHECK_INTERVAL)
             waited = guard.stalled()
