@@ -213,6 +213,8 @@ class PointingTracker:
         if record.sha256 in self._hashes:
             return []
         self._hashes.add(record.sha256)
+        if self._superseded(record):
+            return []
         state = self._state(record.pointing)
         old = state.files.get(record.name)
         if old is not None:  # a corrected file under the same name replaces the old one
@@ -231,6 +233,19 @@ class PointingTracker:
             target.span_received = max(target.span_received, record.received)
             touched.add(pid)
         return sorted(touched)
+
+    def _superseded(self, record: ChunkRecord) -> bool:
+        """A pointing's opening record (still open: TSTOP = TSTART) arriving after its
+        closing one: it says nothing the closing record does not, so it neither reopens
+        the pointing nor changes its file set (no second quick-look for it). Telemetry
+        comes out of order: the inbox takes a batch of renames in name order."""
+        if record.kind != "pointing" or not record.spans:
+            return False
+        for pid, start, stop in record.spans:
+            target = self._pointings.get(pid)
+            if stop > start or target is None or not target.closed:
+                return False
+        return True
 
     def _state(self, pointing: str) -> _Pointing:
         if pointing not in self._pointings:

@@ -219,3 +219,19 @@ def test_flush_hands_on_every_pointing_as_it_is(setup) -> None:
     (event,) = tracker.flush()  # P1 was announced already
     assert event.pointing == f.P2 and event.reason == "flushed" and event.tstart is None
     assert tracker.flush() == [] and tracker.poll() == []
+
+
+def test_an_opening_record_after_the_closing_one_changes_nothing(setup) -> None:
+    """Out of order, the pointing's open record (TSTOP = TSTART) comes last: the pointing
+    stays closed and announced once, and a restart reads the log back the same way."""
+    log, tracker, _clock, d = setup
+    ready = []
+    for name, data in pointing_files().items():  # the closing record comes first
+        ready += tracker.add(deliver(log, d, name, data))
+    (event,) = ready
+    opening = deliver(log, d, f.name("pointing", f.P1, 9), f.pointing_record(f.P1, T0, T0))
+    assert tracker.add(opening) == []
+    assert tracker.status(f.P1) == "announced"
+    assert tracker.roots(f.P1)["pointing"].signature == event.roots["pointing"].signature
+    again = PointingTracker(log, grace=60.0)
+    assert again.restore() == [] and again.status(f.P1) == "announced"
