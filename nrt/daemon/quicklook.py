@@ -116,7 +116,7 @@ class PointingStage:
             metrics.QUICKLOOK_RUNS.labels(result.outcome).inc()
             metrics.QUICKLOOK_SECONDS.observe(result.seconds)
             if result.outcome != "error":
-                self._mark_done(ready)
+                await asyncio.to_thread(self._mark_done, ready)  # a file write: off the loop
             await self._publish(result)
             result.reports = [_verdict(r) for r in result.reports]
             self.results.append(result)

@@ -140,11 +140,30 @@ def _take(path: Path, st: os.stat_result, max_bytes: int) -> tuple[bytes, str] |
     return None if data is None else (data, hashlib.sha256(data).hexdigest())
 
 
-def _probe_and_take(
-    path: Path, st: os.stat_result, max_bytes: int
-) -> tuple[bool | None, tuple[bytes, str] | None]:
+@dataclass
+class _Look:
+    """What one trip to a worker thread found out about an inbox entry."""
+
+    st: os.stat_result | None = None  #: None: the entry is gone
+    known: bool = False  #: same identity as a file already handled (or refused in place)
+    absent: bool | None = None  #: no writer (True), a writer (False), unknown (None)
+    taken: tuple[bytes, str] | None = None  #: its bytes and sha256, if read unchanged
+
+
+def _look(path: Path, known: FileIdentity | None, max_bytes: int) -> _Look:
+    """Everything ``handle`` needs from the file system, in one thread hop: the entry's
+    ``lstat``; for a new regular file with a good name, whether anyone writes it, and if
+    not, its bytes and hash (a renamed-in file costs this single hop before parsing)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return _Look()
+    if known is not None and known == file_identity(st):
+        return _Look(st, known=True)
+    if not stat.S_ISREG(st.st_mode) or not is_safe_name(path.name):
+        return _Look(st)
     absent = _writers_absent(path)
-    return absent, (_take(path, st, max_bytes) if absent else None)
+    return _Look(st, absent=absent, taken=_take(path, st, max_bytes) if absent else None)
 
 
 def _quarantine_entry(
@@ -322,15 +341,12 @@ class InboxSource:
         name = path.name
         if is_temp_name(name) or path.parent != self.inbox:
             return
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
+        look = await asyncio.to_thread(_look, path, self._known.get(str(path)), self.max_bytes)
+        st = look.st
+        if st is None or look.known:  # gone; or handled, or refused in place
             self._waiting.pop(str(path), None)
             return
         if stat.S_ISDIR(st.st_mode):
-            return
-        if self._known.get(str(path)) == file_identity(st):  # handled, or refused in place
-            self._waiting.pop(str(path), None)
             return
         if not stat.S_ISREG(st.st_mode):
             what = _kind_of_entry(st.st_mode)
@@ -352,9 +368,7 @@ class InboxSource:
                 ),
             )
             return
-        # One trip to a worker thread: ask whether anyone writes the file, and if not,
-        # read and hash it (so a renamed-in file costs a single hop before parsing).
-        absent, taken = await asyncio.to_thread(_probe_and_take, path, st, self.max_bytes)
+        absent, taken = look.absent, look.taken
         if not absent:
             if not self._stable(path, st, absent):
                 return
