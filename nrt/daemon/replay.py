@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nrt import metrics
 from nrt.telemetry.errors import TelemetryError
-from nrt.telemetry.formats import KINDS, parse_chunk_filename, read_chunk
+from nrt.telemetry.formats import KINDS, Chunk, parse_chunk_filename, read_chunk
 from nrt.telemetry.ingest import IngestLog
 from nrt.telemetry.ingestthread import AsyncIngestLog
 
@@ -34,6 +34,20 @@ def ordered_files(directory: Path) -> list[Path]:
             continue
         found.append(((pointing, seq, KINDS.index(kind) if kind in KINDS else 9), path))
     return [p for _, p in sorted(found)]
+
+
+#: Files read per worker-thread hop.
+READ_AHEAD = 8
+
+
+def _read_all(paths: list[Path]) -> list[Chunk | TelemetryError]:
+    out: list[Chunk | TelemetryError] = []
+    for path in paths:
+        try:
+            out.append(read_chunk(path))
+        except TelemetryError as exc:
+            out.append(exc)
+    return out
 
 
 class ReplaySource:
@@ -64,15 +78,17 @@ class ReplaySource:
             )
         wall0 = time.monotonic()
         data0: float | None = None
+        batch: list[Chunk | TelemetryError] = []
         for i, path in enumerate(files):
             if stop.is_set():
                 break
             taken = time.monotonic()
-            try:
-                chunk = await asyncio.to_thread(read_chunk, path)
-            except TelemetryError as exc:
-                self.problems.append((str(path), str(exc)))
-                log.error("replay: skipped %s", exc)
+            if not batch:  # a few files per thread hop: fewer GIL hand-overs per chunk
+                batch = await asyncio.to_thread(_read_all, files[i : i + READ_AHEAD])
+            chunk = batch.pop(0)
+            if isinstance(chunk, TelemetryError):
+                self.problems.append((str(path), str(chunk)))
+                log.error("replay: skipped %s", chunk)
                 continue
             if self.speed:
                 data0 = chunk.tstart if data0 is None else data0

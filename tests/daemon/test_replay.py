@@ -61,3 +61,31 @@ def test_replay_text_names_latency_and_reuse_and_memory_lets_finished_pointings_
     # the pointings' graphs are done: nothing of theirs is held in memory any longer
     memory = daemon.pointings.cache.memory
     assert len(memory) == 0 and memory.nbytes == 0
+
+
+def test_replay_reports_a_broken_file_and_replays_the_rest(telemetry, tmp_path, monkeypatch):
+    """An archive is not an inbox: a file that does not parse is reported and skipped
+    (never moved), and every other chunk is replayed, in read-ahead batches or not."""
+    import shutil
+
+    directory, _truth = telemetry
+    archive = tmp_path / "archive"
+    shutil.copytree(directory, archive)
+    files = sorted(archive.glob("*.fits"))
+    broken = files[len(files) // 2]
+    broken.write_bytes(b"SIMPLE  =  not a FITS file")
+    monkeypatch.setenv("NRT_CACHE_DIR", str(tmp_path / "cache"))
+    config = configuration.load("/dev/null")
+    config = dataclasses.replace(
+        config,
+        paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
+        inbox=dataclasses.replace(config.inbox, enabled=False),
+        mqtt=dataclasses.replace(config.mqtt, enabled=False),
+        metrics=dataclasses.replace(config.metrics, listen=""),
+        quicklook=dataclasses.replace(config.quicklook, enabled=False),
+    )
+    daemon = Daemon(config, replay=archive)
+    assert asyncio.run(daemon.run()) == 0
+    assert [path for path, _why in daemon.summary.problems] == [str(broken)]
+    assert daemon.summary.chunks == len(files) - 1
+    assert broken.exists(), "an archive's files stay where they are"
