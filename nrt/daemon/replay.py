@@ -15,7 +15,7 @@ from pathlib import Path
 
 from nrt import metrics
 from nrt.telemetry.errors import TelemetryError
-from nrt.telemetry.formats import KINDS, Chunk, parse_chunk_filename, read_chunk
+from nrt.telemetry.formats import Chunk, data_order, read_chunk
 from nrt.telemetry.ingest import IngestLog
 from nrt.telemetry.ingestthread import AsyncIngestLog
 
@@ -26,14 +26,8 @@ END = object()  #: put on the queue after the last chunk
 
 def ordered_files(directory: Path) -> list[Path]:
     """Telemetry files in data order; other files are ignored (truth.json, notes)."""
-    found = []
-    for path in directory.rglob("*.fits"):
-        try:
-            kind, pointing, seq = parse_chunk_filename(path.name)
-        except (TelemetryError, ValueError):
-            continue
-        found.append(((pointing, seq, KINDS.index(kind) if kind in KINDS else 9), path))
-    return [p for _, p in sorted(found)]
+    found = [(data_order(path.name), path) for path in directory.rglob("*.fits")]
+    return [path for key, path in sorted(found) if key[0] == 0]
 
 
 #: Files read per worker-thread hop.

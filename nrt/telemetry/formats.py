@@ -176,6 +176,20 @@ def parse_chunk_filename(name: str) -> tuple[str, str, int]:
     return match["kind"], match["pointing"], int(match["seq"])
 
 
+def data_order(name: str) -> tuple:
+    """Sort key putting chunk files in data order: by pointing, then sequence number, then
+    kind (a pointing's opening record right after its first data chunks). Names that are
+    not chunk names sort last, by name. A batch of files handled in this order gives the
+    stream detectors their data in time order and a burst's localization its attitude
+    before the rest of the pointing (in name order, every ``pointing_*`` record of a
+    backlog would come after all its ``acs_``/``isgri_`` data)."""
+    try:
+        kind, pointing, seq = parse_chunk_filename(name)
+    except TelemetryError:
+        return (1, name)
+    return (0, pointing, seq, KINDS.index(kind) if kind in KINDS else len(KINDS), name)
+
+
 # --------------------------------------------------------------------------- reading
 
 

@@ -39,7 +39,13 @@ from pathlib import Path
 import watchfiles
 
 from nrt import metrics
-from nrt.telemetry.formats import MAX_CHUNK_BYTES, Chunk, TelemetryError, read_chunk
+from nrt.telemetry.formats import (
+    MAX_CHUNK_BYTES,
+    Chunk,
+    TelemetryError,
+    data_order,
+    read_chunk,
+)
 from nrt.telemetry.ingest import (
     FileIdentity,
     IngestLog,
@@ -115,7 +121,7 @@ def _read_unchanged(path: Path, st: os.stat_result) -> bytes | None:
 def _list_entries(directory: Path) -> dict[str, FileIdentity]:
     """Entries to look at (no directories, no temporary names): path -> identity."""
     found: dict[str, FileIdentity] = {}
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+    for entry in sorted(os.scandir(directory), key=lambda e: data_order(e.name)):
         if is_temp_name(entry.name):
             continue
         try:
@@ -126,6 +132,10 @@ def _list_entries(directory: Path) -> dict[str, FileIdentity]:
             continue
         found[entry.path] = file_identity(st)
     return found
+
+
+def _in_data_order(change: tuple[watchfiles.Change, str]) -> tuple:
+    return data_order(os.path.basename(change[1]))
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int]:
@@ -277,7 +287,7 @@ class InboxSource:
                     recursive=False,
                 ):
                     failures = 0
-                    for _change, path in sorted(changes, key=lambda c: c[1]):
+                    for _change, path in sorted(changes, key=_in_data_order):
                         self._enqueue(path)
             except Exception as exc:
                 # The directory vanished, inotify limits, or a name that is not UTF-8

@@ -17,6 +17,7 @@ from nrt.telemetry.formats import (
     TelemetryError,
     chunk_bytes,
     chunk_filename,
+    data_order,
     parse_chunk_filename,
     read_chunk,
     write_chunk,
@@ -374,3 +375,21 @@ def test_non_numeric_keywords_are_telemetry_errors(
     bad = data[:start] + field.ljust(len(card)) + data[start + len(card) :]
     err = _error(bad, name=chunk_filename("isgri", PID, 1))
     assert card.split()[0].decode() in err.field
+
+
+def test_data_order_puts_a_backlog_in_time_order_with_each_pointing_record_early() -> None:
+    """The inbox handles a batch of files in this order (and a rescan, and a replay)."""
+    import random
+
+    expected = [
+        chunk_filename(kind, pointing, seq)
+        for pointing in ("300000010010", "300000010021")
+        for seq in (1, 2, 3)
+        for kind in ("acs", "isgri", "hk", "pointing")
+        if kind != "pointing" or seq < 3
+    ] + ["notes.txt", "zz_not_a_chunk.fits"]
+    shuffled = expected[:]
+    random.Random(4).shuffle(shuffled)
+    assert sorted(shuffled, key=data_order) == expected
+    # in name order the pointing records came after all of the pointing's data
+    assert sorted(expected[:11]).index(chunk_filename("pointing", "300000010010", 1)) == 9
