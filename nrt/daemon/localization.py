@@ -172,6 +172,13 @@ class LocalizationStage:
         self._chunks: deque = deque()
         self._covered_until = -np.inf
         self._attitudes: dict[str, tuple[float, float, float]] = {}
+        #: the first imager data this process saw (earlier data are in the ingest log)
+        self._first_isgri = np.inf
+        #: the ingest log (given at ``resume``), to read back what an earlier life ingested
+        self._ingest: Any = None
+        self._draining = False
+        #: requests reading back from the ingest log (``_complete``)
+        self._completing: list[_Request] = []
         self._pending: list[_Request] = []
         self._tasks: set[asyncio.Task] = set()
         self.updates: list[Alert] = []
@@ -240,9 +247,14 @@ class LocalizationStage:
             while len(self._attitudes) > 64:  # only recent pointings get bursts localized
                 del self._attitudes[next(iter(self._attitudes))]
         elif chunk.kind == "isgri":
+            self._first_isgri = min(self._first_isgri, chunk.tstart)
             self._chunks.append(chunk)
             self._covered_until = max(self._covered_until, chunk.tstop)
-            while self._chunks and self._chunks[0].tstop < self._covered_until - self.keep:
+            # keep what a request being completed from the ingest log will need
+            oldest = min((r.background[0] for r in self._completing), default=np.inf)
+            while self._chunks and self._chunks[0].tstop < min(
+                self._covered_until - self.keep, oldest
+            ):
                 self._chunks.popleft()
         self._start_ready()
 
@@ -250,8 +262,32 @@ class LocalizationStage:
         """A new alert: localize it when the imager data cover the burst."""
         if self._localize is None:
             return
-        self._pending.append(_request(record))
+        req = _request(record)
         self._requested.add(record.alert.id)
+        if self._ingest is not None and (
+            req.background[0] < self._first_isgri or req.pointing not in self._attitudes
+        ):
+            # Its background or attitude came before this process started (a restart in
+            # the middle of a pointing): read them back from the ingest log first, and
+            # wait for the attitude, as for a request resumed after a restart; then the
+            # outcome does not depend on when the daemon was restarted.
+            task = asyncio.get_running_loop().create_task(self._complete(req))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._pending.append(req)
+        self._start_ready()
+
+    async def _complete(self, req: _Request) -> None:
+        req.resumed = True
+        self._completing.append(req)
+        try:
+            req.chunks = await self._read_back(self._ingest, req, req.record.alert)
+        except Exception:  # localize with what is in memory
+            log.exception("reading back the imager data of %s failed", req.record.alert.id)
+        finally:
+            self._completing.remove(req)
+        self._pending.append(req)
         self._start_ready()
 
     async def resume(
@@ -268,6 +304,7 @@ class LocalizationStage:
         log (or its ``AsyncIngestLog``), to read back the imager chunks and the attitude.
         Returns how many resumed.
         """
+        self._ingest = ingest
         if self.store is None:
             return 0
         await self._db(self.store.prune)
@@ -365,7 +402,7 @@ class LocalizationStage:
         for req in self._pending:
             covered = max(self._covered_until, req.covered_until)
             ready = covered >= req.interval[1] and not self._needs_attitude(req)
-            if force or ready or now - req.asked > self.wait:
+            if force or self._draining or ready or now - req.asked > self.wait:
                 task = asyncio.get_running_loop().create_task(self._run(req))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -374,14 +411,17 @@ class LocalizationStage:
         self._pending = keep
 
     def _needs_attitude(self, req: _Request) -> bool:
-        """A resumed request whose pointing's attitude has not come in (again) yet (live
-        requests keep the rule they had: imager coverage or ``wait``)."""
+        """A request completed from the ingest log (resumed after a restart, or asked
+        for soon after one) whose pointing's attitude has not come in (again) yet."""
         return req.resumed and req.pointing is not None and req.pointing not in self._attitudes
 
     async def drain(self) -> None:
         """End of input: localize what is still waiting with the data there are."""
-        self._start_ready(force=True)
-        if self._tasks:
+        self._draining = True  # a request completed from the ingest log meanwhile starts too
+        while True:
+            self._start_ready(force=True)
+            if not self._tasks:
+                return
             await asyncio.wait(set(self._tasks))
 
     def close(self) -> None:
