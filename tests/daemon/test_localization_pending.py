@@ -33,6 +33,25 @@ def _alert(second: int) -> Alert:
     return Alert.initial_from_trigger(trigger, tense="test")
 
 
+def _trigger_of(burst: dict) -> SimpleNamespace:
+    """A bright trigger at a simulated burst's peak, as the stream detectors give it."""
+    from tests.daemon.harness import utc_of
+
+    return SimpleNamespace(
+        instrument="SPI-ACS",
+        time_utc=utc_of(burst["peak"]).isot + "Z",
+        time_met=burst["peak"],
+        timescale=0.2,
+        significance=50.0,
+        far_per_day=1e-6,
+        counts=9000.0,
+        background=4000.0,
+        band=None,
+        flags=(),
+        pointing=burst["pointing"],
+    )
+
+
 def test_resume_decides_from_the_outbox_and_resolves_everything(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite", ["mqtt"])
     ingest = IngestLog(tmp_path / "ingest.sqlite")
@@ -116,23 +135,10 @@ def test_a_resumed_localization_waits_for_its_pointings_attitude(telemetry, tmp_
     ingested again: the resumed request waits for the attitude instead of giving up."""
     from nrt.daemon.stream import AlertRecord
     from nrt.telemetry.formats import read_chunk
-    from tests.daemon.harness import utc_of
 
     directory, truth = telemetry
     burst = next(b for b in truth["grbs"] if b["in_fov"] and b["isgri_counts_expected"] > 5000)
-    trigger = SimpleNamespace(
-        instrument="SPI-ACS",
-        time_utc=utc_of(burst["peak"]).isot + "Z",
-        time_met=burst["peak"],
-        timescale=0.2,
-        significance=50.0,
-        far_per_day=1e-6,
-        counts=9000.0,
-        background=4000.0,
-        band=None,
-        flags=(),
-        pointing=burst["pointing"],
-    )
+    trigger = _trigger_of(burst)
     alert = Alert.initial_from_trigger(trigger, tense="test")
     outbox = Outbox(tmp_path / "outbox.sqlite", ["mqtt"])
     ingest = IngestLog(tmp_path / "ingest.sqlite")
@@ -182,22 +188,9 @@ def _localized(directory, burst, tmp_path, restart: bool) -> list[Alert]:
     imager data up to 2 s before the peak ingested by an earlier life (``restart``)."""
     from nrt.daemon.stream import AlertRecord
     from nrt.telemetry.formats import read_chunk
-    from tests.daemon.harness import utc_of
 
     pointing = burst["pointing"]
-    trigger = SimpleNamespace(
-        instrument="SPI-ACS",
-        time_utc=utc_of(burst["peak"]).isot + "Z",
-        time_met=burst["peak"],
-        timescale=0.2,
-        significance=50.0,
-        far_per_day=1e-6,
-        counts=9000.0,
-        background=4000.0,
-        band=None,
-        flags=(),
-        pointing=pointing,
-    )
+    trigger = _trigger_of(burst)
     alert = Alert.initial_from_trigger(trigger, tense="test")
     records = [read_chunk(p) for p in directory.glob(f"pointing_{pointing}_*.fits")]
     isgri = [read_chunk(p) for p in sorted(directory.glob(f"isgri_{pointing}_*.fits"))]

@@ -15,6 +15,18 @@ from nrt.daemon import Daemon
 from tests.daemon.harness import unmissable
 
 
+def _offline(tmp_path) -> configuration.Config:
+    """Defaults, with state under tmp_path, and no inbox, broker or metrics endpoint."""
+    config = configuration.load("/dev/null")
+    return dataclasses.replace(
+        config,
+        paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
+        inbox=dataclasses.replace(config.inbox, enabled=False),
+        mqtt=dataclasses.replace(config.mqtt, enabled=False),
+        metrics=dataclasses.replace(config.metrics, listen=""),
+    )
+
+
 def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry, tmp_path):
     directory, truth = telemetry
     config = tmp_path / "nrt.toml"
@@ -45,15 +57,7 @@ def test_replay_text_names_latency_and_reuse_and_memory_lets_finished_pointings_
 
     directory, _truth = telemetry
     monkeypatch.setenv("NRT_CACHE_DIR", str(tmp_path / "cache"))
-    config = configuration.load("/dev/null")
-    config = dataclasses.replace(
-        config,
-        paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
-        inbox=dataclasses.replace(config.inbox, enabled=False),
-        mqtt=dataclasses.replace(config.mqtt, enabled=False),
-        metrics=dataclasses.replace(config.metrics, listen=""),
-    )
-    daemon = Daemon(config, replay=directory)
+    daemon = Daemon(_offline(tmp_path), replay=directory)
     assert asyncio.run(daemon.run()) == 0
     text = summary_text(daemon.summary)
     assert re.search(r"alert latency, .*: median [\d.]+ ms, max [\d.]+ ms", text), text
@@ -75,14 +79,9 @@ def test_replay_reports_a_broken_file_and_replays_the_rest(telemetry, tmp_path, 
     broken = files[len(files) // 2]
     broken.write_bytes(b"SIMPLE  =  not a FITS file")
     monkeypatch.setenv("NRT_CACHE_DIR", str(tmp_path / "cache"))
-    config = configuration.load("/dev/null")
+    config = _offline(tmp_path)
     config = dataclasses.replace(
-        config,
-        paths=dataclasses.replace(config.paths, state=str(tmp_path / "state")),
-        inbox=dataclasses.replace(config.inbox, enabled=False),
-        mqtt=dataclasses.replace(config.mqtt, enabled=False),
-        metrics=dataclasses.replace(config.metrics, listen=""),
-        quicklook=dataclasses.replace(config.quicklook, enabled=False),
+        config, quicklook=dataclasses.replace(config.quicklook, enabled=False)
     )
     daemon = Daemon(config, replay=archive)
     assert asyncio.run(daemon.run()) == 0
