@@ -37,40 +37,62 @@ _CLIP_BIAS = {9.0: 0.99466}
 
 
 class _Tail:
-    """Named arrays on a global index, trimmed at the front (bounded state)."""
+    """Named arrays on a global index, trimmed at the front (bounded state).
+
+    Each array lives in a buffer with room at its end, so an append copies only the new
+    values, not the whole history (which was about half of the stream thread's time).
+    An array handed out by ``[]`` is a view of the buffer and stays valid.
+    """
 
     def __init__(self, names: tuple[str, ...], dtypes: tuple[type, ...], first: float = 0.0):
         self.base = 0
-        self.data = {
-            n: np.zeros(1 if n.startswith("cum") else 0, d)
-            for n, d in zip(names, dtypes, strict=True)
-        }
-        for n in names:
-            if n.startswith("cum"):
-                self.data[n][0] = first
+        self._buf: dict[str, np.ndarray] = {}
+        self._span: dict[str, list[int]] = {}  # name -> [start, end) in its buffer
+        for n, d in zip(names, dtypes, strict=True):
+            size = 1 if n.startswith("cum") else 0
+            self._buf[n] = np.zeros(_TAIL_ROOM, d)
+            if size:
+                self._buf[n][0] = first
+            self._span[n] = [0, size]
 
     def append(self, **values: np.ndarray) -> None:
         """Append values; ``cum*`` arrays continue their running sum exactly."""
         for name, arr in values.items():
-            old = self.data[name]
-            new = np.empty(len(old) + len(arr), old.dtype)
-            new[: len(old)] = old
-            new[len(old) :] = arr
+            buf = self._buf[name]
+            start, end = self._span[name]
+            n = len(arr)
+            if end + n > len(buf):  # move to a buffer with room for as much again
+                size = end - start
+                grown = np.empty(max(_TAIL_ROOM, 2 * (size + n)), buf.dtype)
+                grown[:size] = buf[start:end]
+                buf = self._buf[name] = grown
+                start, end = 0, size
+            buf[end : end + n] = arr
             if name.startswith("cum"):
-                tail = new[len(old) - 1 :]
+                tail = buf[(end - 1 if end > start else end + n - 1) : end + n]
                 np.cumsum(tail, out=tail)  # sequential: same sums whatever the chunking
-            self.data[name] = new
+            self._span[name] = [start, end + n]
 
     def __getitem__(self, name: str) -> np.ndarray:
-        return self.data[name]
+        start, end = self._span[name]
+        return self._buf[name][start:end]
+
+    def truncate(self, name: str, length: int) -> None:
+        """Keep the first ``length`` values of ``name`` (the next append overwrites the rest)."""
+        span = self._span[name]
+        span[1] = min(span[1], span[0] + length)
 
     def trim(self, new_base: int) -> None:
         cut = new_base - self.base
         if cut <= 0:
             return
-        for name in self.data:
-            self.data[name] = self.data[name][cut:]
+        for span in self._span.values():
+            span[0] = min(span[0] + cut, span[1])
         self.base = new_base
+
+
+#: Initial room of a ``_Tail`` buffer (values).
+_TAIL_ROOM = 1024
 
 
 @dataclass
@@ -334,7 +356,7 @@ class Engine:
         clean[i] = mu[i]
         bi = slice(a - self.bins.base, b - self.bins.base)
         self.bins["clean"][bi] = clean
-        self.cums.data["cum_clean"] = self.cums["cum_clean"][: a - self.cums.base + 1]
+        self.cums.truncate("cum_clean", a - self.cums.base + 1)
         self.cums.append(cum_clean=clean)
         self.spiked = b
 
