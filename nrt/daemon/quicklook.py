@@ -63,16 +63,14 @@ class PointingStage:
         self._slots = asyncio.Semaphore(config.quicklook.concurrency)
         self._tasks: set[asyncio.Task] = set()
         self.results: list[PointingResult] = []
-        self.builder: Callable[..., Any] | None = None
-        #: The builder's import (the science packages: ~1 s) runs on a thread while the
-        #: first chunks flow; the first pointing waits for it (``_load_builder``).
-        self._loading: asyncio.Future | None = (
-            asyncio.get_running_loop().run_in_executor(None, hook, "pointing_graph")
-            if config.quicklook.enabled
-            else None
-        )
-        if self._loading is not None:  # retrieved even if no pointing ever asks for it
-            self._loading.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # Imported here, on the loop, at start-up (before READY): importing the science
+        # packages on a thread while the loop imports others could fail under load
+        # (a concurrent-import deadlock is reported as an ImportError).
+        try:
+            self.builder = hook("pointing_graph") if config.quicklook.enabled else None
+        except MissingHook as exc:
+            log.warning("quick-look disabled: %s", exc)
+            self.builder = None
 
     def submit(self, ready: Any) -> None:
         """Schedule a ready pointing (returns at once)."""
@@ -91,19 +89,8 @@ class PointingStage:
         _done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
         return not pending
 
-    async def _load_builder(self) -> Callable[..., Any] | None:
-        loading = self._loading
-        if loading is not None:
-            try:
-                self.builder = await loading
-            except MissingHook as exc:
-                if self._loading is loading:  # say it once
-                    log.warning("quick-look disabled: %s", exc)
-            self._loading = None
-        return self.builder
-
     async def _run(self, ready: Any) -> None:
-        if await self._load_builder() is None:
+        if self.builder is None:
             return
         async with self._slots:
             started = time.perf_counter()
