@@ -146,8 +146,9 @@ class _Request:
     asked: float
     #: imager chunks read back from the ingest log (a request resumed after a restart)
     chunks: list[Any] = field(default_factory=list)
-    #: taken up after a restart: its pointing record may be ingested after its imager
-    #: chunks were read back, so it also waits for the attitude (up to ``wait``)
+    #: completed from the ingest log (resumed after a restart, or asked for soon after
+    #: one): its pointing record may come in after the read-back, so it also waits for
+    #: the attitude (up to ``wait``)
     resumed: bool = False
 
     @property
@@ -396,13 +397,13 @@ class LocalizationStage:
                 chunks.append(chunk)
         return chunks
 
-    def _start_ready(self, force: bool = False) -> None:
+    def _start_ready(self) -> None:
         now = time.monotonic()
         keep = []
         for req in self._pending:
             covered = max(self._covered_until, req.covered_until)
             ready = covered >= req.interval[1] and not self._needs_attitude(req)
-            if force or self._draining or ready or now - req.asked > self.wait:
+            if self._draining or ready or now - req.asked > self.wait:
                 task = asyncio.get_running_loop().create_task(self._run(req))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
@@ -417,9 +418,9 @@ class LocalizationStage:
 
     async def drain(self) -> None:
         """End of input: localize what is still waiting with the data there are."""
-        self._draining = True  # a request completed from the ingest log meanwhile starts too
+        self._draining = True  # every request starts now, also one completed meanwhile
         while True:
-            self._start_ready(force=True)
+            self._start_ready()
             if not self._tasks:
                 return
             await asyncio.wait(set(self._tasks))
