@@ -238,7 +238,7 @@ class PointingTracker:
         """A pointing's opening record (still open: TSTOP = TSTART) arriving after its
         closing one: it says nothing the closing record does not, so it neither reopens
         the pointing nor changes its file set (no second quick-look for it). Telemetry
-        comes out of order: the inbox takes a batch of renames in name order."""
+        can come out of order (a producer's retransmission, an MQTT redelivery)."""
         if record.kind != "pointing" or not record.spans:
             return False
         for pid, start, stop in record.spans:

@@ -5,8 +5,8 @@ The real ``nrt run`` process watches an inbox; chunks of one continuous simulati
 repeat) are written and renamed into the inbox in time order, with at most ``window``
 files waiting (the daemon's ``nrt_telemetry_files_total{outcome="accepted"}`` says how
 far it is). Files are deleted from the inbox a few hours of data after they were
-written, and only once the daemon has taken them, so disk use stays bounded. A real mosquitto carries the alerts to
-a real subscriber (a persistent QoS 1 session), and the broker is restarted once per
+written, and only once the daemon has taken them, so disk use stays bounded. A real
+mosquitto carries the alerts to a real subscriber (a persistent QoS 1 session), and the broker is restarted once per
 simulated day. Cache GC runs every few seconds with a small ``max_bytes``.
 
 While it runs, a sampler records the daemon's RSS and open descriptors
