@@ -20,7 +20,7 @@ import numpy as np
 
 from detectors.config import TriggerConfig
 from detectors.ratetrigger import DEFAULT_BANDS, RateTrigger
-from detectors.trigger import Trigger
+from detectors.trigger import FLAG_PRELIMINARY, Trigger
 from nrt import metrics
 from nrt.telemetry.formats import tt_time
 
@@ -62,24 +62,47 @@ class StreamTriggers:
 
     def push(self, chunk) -> list[Trigger]:
         """Feed one chunk; return the triggers that completed."""
-        if chunk.kind not in self.kinds or (chunk.nrows == 0 and chunk.kind == "acs"):
-            return []
-        if chunk.tstart < self._seen_until.get(chunk.kind, -math.inf) - 1e-6:
-            self.late_chunks += 1
-            return []
-        streams = self._streams.get(chunk.kind)
-        if streams is None:
-            streams = self._streams[chunk.kind] = self._make(chunk)
-        self._seen_until[chunk.kind] = chunk.tstop
+        return self.push_many([chunk])
+
+    def push_many(self, chunks: list) -> list[Trigger]:
+        """Feed consecutive chunks at once (a backlog); return the triggers that completed.
+
+        The same triggers as pushing them one by one (the engine's running sums do not
+        depend on the chunking), for one pass per stream instead of one per chunk: a
+        replay or a daemon catching up spent most of its detector time on per-call
+        overhead. A trigger's pointing is that of the chunk holding its time.
+        """
+        taken: dict[str, list] = {}
+        for chunk in chunks:
+            if chunk.kind not in self.kinds or (chunk.nrows == 0 and chunk.kind == "acs"):
+                continue
+            if chunk.tstart < self._seen_until.get(chunk.kind, -math.inf) - 1e-6:
+                self.late_chunks += 1
+                continue
+            self._seen_until[chunk.kind] = chunk.tstop
+            taken.setdefault(chunk.kind, []).append(chunk)
         found: list[Trigger] = []
-        for band, trigger in streams:
-            time, width, counts = self._series(chunk, band)
-            if len(time):
-                found += trigger.push(time, width, counts)
-                metrics.TRIGGER_EVALUATIONS.labels(trigger.instrument).inc(
-                    len(time) * _windows_per_bin(trigger)
-                )
-        return [replace(t, pointing=chunk.pointing) for t in _best_per_event(found)]
+        for kind, mine in taken.items():
+            streams = self._streams.get(kind)
+            if streams is None:
+                streams = self._streams[kind] = self._make(mine[0])
+            for band, trigger in streams:
+                parts = [self._series(chunk, band) for chunk in mine]
+                time, width, counts = (np.concatenate(c) for c in zip(*parts, strict=True))
+                if len(time):
+                    new = trigger.push(time, width, counts)
+                    found += [replace(t, pointing=_pointing_at(mine, t.time_met)) for t in new]
+                    metrics.TRIGGER_EVALUATIONS.labels(trigger.instrument).inc(
+                        len(time) * _windows_per_bin(trigger)
+                    )
+        # An excess's preliminary and complete triggers may now come in one call: both go
+        # out (the alert, then its update), bands merged within each.
+        first = [t for t in found if FLAG_PRELIMINARY in t.flags]
+        complete = [t for t in found if FLAG_PRELIMINARY not in t.flags]
+        return sorted(
+            _best_per_event(first) + _best_per_event(complete),
+            key=lambda t: (t.time_met, FLAG_PRELIMINARY not in t.flags),
+        )
 
     @staticmethod
     def _series(chunk, band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,6 +124,17 @@ class StreamTriggers:
             t for streams in self._streams.values() for _, trig in streams for t in trig.flush()
         ]
         return _best_per_event(found)
+
+
+def _pointing_at(chunks: list, time: float) -> str:
+    """The pointing of the chunk holding `time` (the last one that starts before it; the
+    first chunk for a time before them all)."""
+    holder = chunks[0]
+    for chunk in chunks:
+        if chunk.tstart > time:
+            break
+        holder = chunk
+    return holder.pointing
 
 
 def _windows_per_bin(trigger: RateTrigger) -> float:

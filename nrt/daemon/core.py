@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: A live daemon keeps this many recent alerts and pointing results in memory (for its
 #: status line and the alert-latency metric); a replay keeps all of them for its summary.
 RECENT = 1000
+#: At most this many chunks waiting on the queue are handled together (see _consume).
+BATCH = 64
 #: An announced pointing quiet for this many grace periods leaves the
 #: tracker's memory; a late chunk brings it back from the ingest log (one indexed query).
 TRACKER_RETAIN = 4
@@ -373,59 +375,68 @@ class Daemon:
         stop: asyncio.Event,
     ) -> None:
         while True:
-            chunk = await queue.get()
+            batch = [await queue.get()]
+            # A backlog (a replay, a daemon catching up) is taken together: one hop to each
+            # stage's worker thread for all of it, not one per chunk. Live, one at a time.
+            while len(batch) < BATCH and batch[-1] is not END and not queue.empty():
+                batch.append(queue.get_nowait())
             self._guard.took()
-            if chunk is END:
+            ended = batch[-1] is END
+            chunks = batch[:-1] if ended else batch
+            if chunks:
+                await self._handle(chunks, ingest, tracker)
+            if ended:
                 if self.replay is not None:
                     for record in await self.stream.finish():
                         self.summary.alerts.append(record)
                     stop.set()
                 return
-            arrival = time.monotonic()
-            try:  # its record is committed before anything acts on the chunk
-                ingested = await ingest.committed(chunk)
+
+    async def _handle(self, chunks: list[Any], ingest: AsyncIngestLog, tracker: PointingTracker):
+        """The chunks taken off the queue, in order: each record committed before anything
+        acts on its chunk; then the tracker, the stream detectors and the localization."""
+        arrival = time.monotonic()
+        ingested = []
+        for chunk in chunks:
+            try:
+                ingested.append(await ingest.committed(chunk))
             except Exception:  # e.g. the state disk is full: alerts still go out
                 log.exception("the ingest record of %s was not committed", chunk.name)
-                ingested = None
-            # The tracker works on the ingest log's thread while the detectors run on theirs.
-            tracked = (
-                asyncio.ensure_future(ingest.call(tracker.add, ingested)) if ingested else None
-            )
-            self.summary.chunks += 1
+                ingested.append(None)
+        # The tracker works on the ingest log's thread while the detectors run on theirs.
+        known = [(chunk.name, record) for chunk, record in zip(chunks, ingested, strict=True)]
+        tracked = asyncio.ensure_future(ingest.call(_track, tracker, known))
+        before = self.summary.chunks
+        self.summary.chunks += len(chunks)
+        for chunk in chunks:
             metrics.TELEMETRY_FILES.labels(chunk.kind, "accepted").inc()
             data_unix = _IJD_TO_UNIX + absolute_seconds(chunk.tstop, chunk.mjdref)
             metrics.TELEMETRY_LAG.labels(chunk.kind).set(time.time() - data_unix)
             self._data_span += [chunk.tstart, chunk.tstop]
-            if len(self._data_span) > 2:
-                self._data_span = [min(self._data_span), max(self._data_span)]
-            try:
-                records = await self.stream.feed(chunk, arrival)
-            except Exception:  # a detector bug must not stop ingestion or the pointings
-                log.exception("stream detectors failed on %s", chunk.name)
-                records = []
-            self.summary.alerts += records
-            # One chunk must never stop the consumer (the daemon would stall), and a
-            # failing stage must not keep the chunk from the others.
+        self._data_span = [min(self._data_span), max(self._data_span)]
+        try:
+            self.summary.alerts += await self.stream.feed_many([(c, arrival) for c in chunks])
+        except Exception:  # a detector bug must not stop ingestion or the pointings
+            log.exception("stream detectors failed on %s", ", ".join(c.name for c in chunks))
+        # One chunk must never stop the consumer (the daemon would stall), and a
+        # failing stage must not keep the chunk from the others.
+        for chunk in chunks:
             try:
                 if chunk.kind in ("isgri", "pointing"):
                     self.localization.add(chunk)
             except Exception:
                 log.exception("localization failed on %s; going on", chunk.name)
-            try:
-                if tracked is None:
-                    raise LookupError(f"chunk {chunk.name} is not in the ingest log")
-                for ready in await tracked:
-                    self.pointings.submit(ready)
-            except LookupError as exc:
-                log.error("pointing tracker: %s", exc)
-            except Exception:
-                log.exception("pointing tracker failed on %s; going on", chunk.name)
-            if self.summary.chunks % 100 == 0:
-                self._forget_old()
-                self.notifier.status(
-                    f"{self.summary.chunks} chunks, {len(self.stream.alerts)} alerts, "
-                    f"{self.pointings.running} pointings running"
-                )
+        try:
+            for ready in await tracked:
+                self.pointings.submit(ready)
+        except Exception:
+            log.exception("pointing tracker failed; going on")
+        if before // 100 != self.summary.chunks // 100:
+            self._forget_old()
+            self.notifier.status(
+                f"{self.summary.chunks} chunks, {len(self.stream.alerts)} alerts, "
+                f"{self.pointings.running} pointings running"
+            )
 
     def _consumer_ended(self, task: asyncio.Task, stop: asyncio.Event) -> None:
         """The consumer died: stop (exit 1, systemd restarts us) rather than stall silently."""
@@ -560,3 +571,19 @@ class Daemon:
         self.config = new
         log.info("configuration reloaded: %s", ", ".join(applied) or "nothing changed")
         self.notifier.ready("configuration reloaded")
+
+
+def _track(tracker: PointingTracker, known: list[tuple[str, Any]]) -> list[Any]:
+    """Add committed chunks to the tracker (on the ingest log's thread); the pointings
+    they make ready. A chunk the tracker fails on is logged and the others go on."""
+    readies = []
+    for name, record in known:
+        try:
+            if record is None:
+                raise LookupError(f"chunk {name} is not in the ingest log")
+            readies += tracker.add(record)
+        except LookupError as exc:
+            log.error("pointing tracker: %s", exc)
+        except Exception:
+            log.exception("pointing tracker failed on %s; going on", name)
+    return readies

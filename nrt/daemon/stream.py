@@ -88,23 +88,70 @@ class StreamStage:
             )
 
     async def feed(self, chunk: Any, arrival: float) -> list[AlertRecord]:
+        return await self.feed_many([(chunk, arrival)])
+
+    async def feed_many(self, items: list[tuple[Any, float]]) -> list[AlertRecord]:
+        """Feed chunks taken off the queue together, in order, each with its arrival time.
+
+        A backlog goes to the detectors in one worker-thread hop (``push_many``), not one
+        hop per chunk; a late chunk, or data going back far enough to restart the
+        detectors, splits it.
+        """
         if self.detectors is None:
             return []
-        late = self._check_jump(chunk)
+        records: list[AlertRecord] = []
+        run: list[tuple[Any, float]] = []
+        for chunk, arrival in items:
+            late, restart = self._check_jump(chunk)
+            if (late or restart) and run:
+                records += await self._push(run)
+                run = []
+            if restart:
+                self.detectors = hook("stream_triggers")(self.config)
+            if late:
+                known = [r.trigger for r in self.alerts.values()]
+                loop = asyncio.get_running_loop()
+                triggers = await loop.run_in_executor(self._pool, self._look_again, chunk, known)
+                records += await self._alerts(triggers, [(chunk, arrival)])
+            else:
+                run.append((chunk, arrival))
+            self._remember(chunk)
+        if run:
+            records += await self._push(run)
+        return records
+
+    async def _push(self, run: list[tuple[Any, float]]) -> list[AlertRecord]:
+        chunks = [chunk for chunk, _ in run]
+        push_many = getattr(self.detectors, "push_many", None)
+        if push_many is None:  # a stream_triggers plugin with push() only
+            detectors = self.detectors
+
+            def push_many(chunks: list[Any]) -> list[Any]:
+                return [t for chunk in chunks for t in detectors.push(chunk)]
+
         loop = asyncio.get_running_loop()
-        if late:
-            known = [r.trigger for r in self.alerts.values()]
-            triggers = await loop.run_in_executor(self._pool, self._look_again, chunk, known)
-        else:
-            triggers = await loop.run_in_executor(self._pool, self.detectors.push, chunk)
-        self._remember(chunk)
-        found = [await self._alert(t, arrival, chunk.name) for t in triggers]
+        triggers = await loop.run_in_executor(self._pool, push_many, chunks)
+        return await self._alerts(triggers, run)
+
+    async def _alerts(self, triggers: list[Any], run: list[tuple[Any, float]]) -> list[AlertRecord]:
+        """Alerts for `triggers`, each timed from the arrival of the chunk holding its time
+        (the earliest that could have completed it)."""
+        kinds = set(getattr(self.config, "instruments", ()))
+        mine = [item for item in run if item[0].kind in kinds] or run
+        found = []
+        for trigger in triggers:
+            chunk, arrival = next(
+                (item for item in mine if item[0].tstop >= trigger.time_met), mine[-1]
+            )
+            found.append(await self._alert(trigger, arrival, chunk.name))
         return [r for r in found if r is not None]
 
-    def _check_jump(self, chunk: Any) -> bool:
-        """True for a chunk out of order (behind the newest data, by less than JUMP_BACK);
-        restarts the detectors when the data went back further twice in a row."""
+    def _check_jump(self, chunk: Any) -> tuple[bool, bool]:
+        """(late, restart): late for a chunk out of order (behind the newest data, by less
+        than JUMP_BACK); restart when the data went back further twice in a row (the
+        caller starts the detectors afresh)."""
         kind, newest = chunk.kind, self._newest.get(chunk.kind)
+        restart = False
         if newest is not None and chunk.tstop < newest - JUMP_BACK:
             self._behind[kind] = self._behind.get(kind, 0) + 1
             if self._behind[kind] < 2:
@@ -115,7 +162,7 @@ class StreamStage:
                     newest - chunk.tstop,
                     kind,
                 )
-                return False
+                return False, False
             log.error(
                 "%s data went back %.0f s twice in a row (now %s): the newest time was wrong "
                 "(a clock jump?) or the stream restarted; stream detectors restarted",
@@ -123,13 +170,14 @@ class StreamStage:
                 newest - chunk.tstop,
                 chunk.name,
             )
-            self.detectors = hook("stream_triggers")(self.config)
+            restart = True
             self._newest.clear()
             self._recent.clear()
+            newest = None
         self._behind[kind] = 0
         late = newest is not None and chunk.tstart < newest - 1e-6
         self._newest[kind] = max(self._newest.get(kind, chunk.tstop), chunk.tstop)
-        return late
+        return late, restart
 
     def _remember(self, chunk: Any) -> None:
         kept = self._recent.setdefault(chunk.kind, [])

@@ -8,7 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from astropy.time import Time
 
@@ -402,3 +404,29 @@ def committed_alerts(tmp_path: Path) -> dict[tuple[str, int], dict]:
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     return {(r["alert"]["id"], r["alert"]["record_number"]): r for r in rows}
+
+
+def through_stream_stage(config: Any, drive: Callable[[Any], Awaitable[None]]) -> list:
+    """Run ``await drive(stage)`` on a ``StreamStage`` whose submit keeps each alert once
+    by key, as the outbox does; return the alerts committed."""
+    import asyncio
+
+    from nrt.daemon.stream import StreamStage
+
+    committed: list = []
+
+    async def submit(alert) -> bool:
+        if any(a.key == alert.key for a in committed):
+            return False
+        committed.append(alert)
+        return True
+
+    async def go():
+        stage = StreamStage(config, "test", submit)
+        try:
+            await drive(stage)
+        finally:
+            stage.close()
+
+    asyncio.run(go())
+    return committed

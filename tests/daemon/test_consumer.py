@@ -52,15 +52,15 @@ def test_a_stuck_consumer_is_noticed_logged_and_the_daemon_exits_1(
 
     sim_dir, _truth = telemetry
     calls = {"n": 0}
-    original = StreamStage.feed
+    original = StreamStage.feed_many
 
-    async def stuck(self, chunk, arrival):
+    async def stuck(self, items):
         calls["n"] += 1
         if calls["n"] == 30:
             await asyncio.Event().wait()  # an await that never returns
-        return await original(self, chunk, arrival)
+        return await original(self, items)
 
-    monkeypatch.setattr(StreamStage, "feed", stuck)
+    monkeypatch.setattr(StreamStage, "feed_many", stuck)
     monkeypatch.setattr(stall, "STALL_SECONDS", 2.0)
     monkeypatch.setattr(core, "CHECK_INTERVAL", 0.2)
     config = _replay_config(tmp_path)

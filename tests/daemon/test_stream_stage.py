@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 
 from detectors.trigger import Trigger
-from nrt.daemon.stream import StreamStage
+from tests.daemon.harness import through_stream_stage
 
 
 def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trigger:
@@ -26,22 +25,11 @@ def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trig
 
 
 def run(triggers: list[Trigger]) -> list:
-    committed: list = []
-
-    async def submit(alert) -> bool:
-        if any(a.key == alert.key for a in committed):
-            return False
-        committed.append(alert)
-        return True
-
-    async def go():
-        stage = StreamStage(SimpleNamespace(enabled=False), "test", submit)
+    async def drive(stage) -> None:
         for t in triggers:
             await stage._alert(t, 0.0)
-        stage.close()
 
-    asyncio.run(go())
-    return committed
+    return through_stream_stage(SimpleNamespace(enabled=False), drive)
 
 
 def test_a_burst_is_announced_at_once_then_refined():
