@@ -8,7 +8,8 @@ by installing a package that registers the same name.
 Hooks the daemon uses:
 
 - ``stream_triggers``: ``factory(config) -> object`` with ``push(chunk) -> list[Trigger]``
-  and ``flush() -> list[Trigger]`` (the stream detectors);
+  and ``flush() -> list[Trigger]`` (the stream detectors); optionally
+  ``push_many(chunks) -> list[Trigger]`` for a backlog (else ``push`` one by one);
 - ``pointing_graph``: ``builder(ready, config) -> list[Element]`` (the quick-look and
   health elements of one pointing);
 - ``localize``: ``localize(events_chunks, trigger, attitude) -> Localization | None``.
