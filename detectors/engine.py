@@ -153,7 +153,9 @@ class Engine:
         bins = ("time", "width", "raw", "expo", "clean", "valid")
         cums = ("cum_raw", "cum_alive", "cum_expo", "cum_bad", "cum_clean", "cum_r1", "cum_n1")
         self.bins = _Tail(bins, (float, float, float, float, float, bool))
-        self.cums = _Tail(cums, (float,) * 7)
+        # counts of bins (invalid; used for the variance) are summed as integers: exact
+        # like the float sums, and several times faster to accumulate
+        self.cums = _Tail(cums, (float, float, float, np.int64, float, float, np.int64))
         self.rate_raw = _Tail(("rate", "fano1"), (float, float))
         self.fano_clean = _Tail(("fano",), (float,))
         self.scales = []
@@ -164,7 +166,7 @@ class Engine:
             bkg = max(self.bkg, b(config.background_seconds(k * bin_width)))
             core, rest = config.window_weights(int(k), bin_width)
             reach = -(-(int(k) + self.gap + bkg) // step)
-            res = _Tail(("cum_r", "cum_n"), (float, float))
+            res = _Tail(("cum_r", "cum_n"), (float, np.int64))
             self.scales.append(_Scale(int(k), step, bkg, core, rest, 0, lag, span, reach, res))
         self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
@@ -250,7 +252,7 @@ class Engine:
         self.bins.append(
             time=time, width=width, raw=counts, expo=exposure, clean=counts, valid=good
         )
-        self.cums.append(cum_expo=exposure, cum_bad=(~good).astype(float))
+        self.cums.append(cum_expo=exposure, cum_bad=~good)
         self.n += len(time)
         self._rates(start, self.n)
 
@@ -312,7 +314,7 @@ class Engine:
         ok = (mu > 0) & self.bins["valid"][sl]
         with np.errstate(divide="ignore", invalid="ignore"):
             r = np.where(ok, np.minimum((self.bins["raw"][sl] - mu) ** 2 / mu, self.clip), 0.0)
-        self.cums.append(cum_r1=r, cum_n1=ok.astype(float))
+        self.cums.append(cum_r1=r, cum_n1=ok)
         fano, _ = self._trailing(self.cums, "cum_r1", "cum_n1", a, b - a, 1, self.gap + 1, self.var)
         self.rate_raw.append(rate=rate, fano1=np.where(_ >= self.min_var, fano, np.nan))
 
@@ -421,7 +423,7 @@ class Engine:
             if use is not ok:
                 r[~use] = 0.0
             np.minimum(r, self.clip, out=r)
-            sc.res.append(cum_r=r, cum_n=use.astype(float))
+            sc.res.append(cum_r=r, cum_n=use)
             fano, cnt = self._trailing(sc.res, "cum_r", "cum_n", j0, nw, 1, sc.lag, sc.span)
             if sc.k == 1:
                 fano = np.where(cnt >= self.min_var, fano, np.nan)
