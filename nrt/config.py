@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nrt import units
+from nrt import affinity, units
 
 
 def _f(default: Any, doc: str, **meta: Any) -> Any:
@@ -157,6 +157,16 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class DaemonConfig:
+    cpus: str = _f(
+        "one",
+        "CPUs the daemon's threads run on: 'one' (of those it may use; measured faster), "
+        "'all', or a list like '0,2-3'",
+        unit="cpus",
+    )
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _f("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), reload=True)
 
@@ -171,6 +181,7 @@ class Config:
     quicklook: QuicklookConfig = field(default_factory=QuicklookConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     #: Limits of the health checks, by check name: free-form tables the checks validate.
     checks: dict = field(
@@ -232,6 +243,8 @@ def _allowed(f: dataclasses.Field, kind: Any) -> str:
         bits.append("a size like 512M or 10G, or a number of bytes")
     elif unit == "s":
         bits.append("a duration like 250ms, 90m, 12h, 30d, or a number of seconds")
+    elif unit == "cpus":
+        bits.append(affinity.ALLOWED)
     else:
         bits.append(
             {
@@ -258,6 +271,8 @@ def _convert(f: dataclasses.Field, kind: Any, value: Any) -> Any:
             value = units.parse_bytes(value)
         elif unit == "s" and isinstance(value, str | int | float) and not isinstance(value, bool):
             value = units.parse_seconds(value)
+        elif unit == "cpus" and isinstance(value, str):
+            affinity.parse(value)
     except OverflowError:  # '999...9G': more digits than a float holds
         raise ValueError("out of range") from None
     if isinstance(value, float) and not math.isfinite(value):  # nan passes every min/max test

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from nrt import affinity
 from nrt import config as configuration
 
 #: A seed whose first hours hold bright short and long bursts, one in the imager's field.
@@ -191,6 +192,7 @@ def demo(hours: float, seed: int, config_path: str | None, keep: bool) -> None:
 
     logging.basicConfig(level=logging.ERROR, stream=out)
     progress = Progress(out)
+    affinity.apply(config.daemon.cpus)
     daemon = Daemon(
         config, replay=work / "telemetry", on_alert=progress.alert, on_progress=progress.update
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from nrt import affinity
 from nrt import config as configuration
 
 
@@ -41,6 +42,7 @@ def run(config_path: str | None) -> None:
 
     config = _load(config_path)
     _logging(config.logging.level)
+    affinity.apply(config.daemon.cpus)
     try:
         sys.exit(asyncio.run(Daemon(config).run()))
     except AlertFormatError as exc:  # e.g. a damaged outbox it will not start over
@@ -94,6 +96,7 @@ def replay(
             config.mqtt, telemetry=False, client_id=f"{config.mqtt.client_id}-replay"
         ),
     )
+    affinity.apply(config.daemon.cpus)
     daemon = Daemon(config, replay=Path(directory), speed=speed)
     status = asyncio.run(daemon.run())
     if as_json:

@@ -96,6 +96,10 @@ def floor_latency(port: int, n: int = 1000) -> list[float]:
     return [got[k] - t for k, t in sent.items() if k in got]
 
 
+#: ``taskset -c CPUS`` before the daemon's command (``--daemon-cpus``), or nothing.
+PIN: list[str] = []
+
+
 def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> dict:
     sim = work / "sim"
     truth = simulate(sim, hours, seed=7, grb_rate_per_day=3000)
@@ -111,7 +115,7 @@ def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> 
     log_path = work / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
+        [*PIN, sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -180,7 +184,7 @@ def replay_run(hours: float, work: Path, broker: Mosquitto) -> dict:
     state = work / f"state{hours:g}"
     config = work / f"replay{hours:g}.toml"
     config.write_text(f'[mqtt]\nurl = "{broker.url}"\n')
-    command = [sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
+    command = [*PIN, sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
     command += ["--config", str(config), "--state-dir", str(state)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     samples: list[tuple[float, float]] = []  # (hours of data taken, RSS MiB)
@@ -218,7 +222,12 @@ def main() -> None:
         "--speed", type=float, default=40.0, help="pace of the latency run (x real time)"
     )
     parser.add_argument("--long-hours", type=float, default=24.0)
+    parser.add_argument(
+        "--daemon-cpus", help="run the daemon under taskset -c CPUS (e.g. 0): CPU affinity"
+    )
     args = parser.parse_args()
+    if args.daemon_cpus:
+        PIN[:] = ["taskset", "-c", args.daemon_cpus]
     with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as tmp:
         work = Path(tmp)
         broker = Mosquitto(workdir=work / "broker", persistence=False).start()

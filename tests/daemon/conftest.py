@@ -1,5 +1,8 @@
 """Fixtures of the daemon tests."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from tests.daemon.harness import simulated
@@ -10,3 +13,18 @@ def telemetry(tmp_path_factory):
     """Simulated telemetry shared by the tests of a module: (directory, truth)."""
     out = tmp_path_factory.mktemp("sim")
     return out, simulated(out)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cpu_affinity():
+    """``nrt replay`` and ``nrt demo`` run in this process (CliRunner) keep it on one CPU,
+    as a daemon's process is kept ([daemon] cpus); give the next tests every CPU back."""
+    before = os.sched_getaffinity(0)
+    yield
+    if os.sched_getaffinity(0) == before:
+        return
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), before)
+        except (ProcessLookupError, PermissionError):
+            continue

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
+import os
 import re
 
 from click.testing import CliRunner
@@ -27,8 +29,10 @@ def _offline(tmp_path) -> configuration.Config:
     )
 
 
-def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry, tmp_path):
+def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry, tmp_path, caplog):
     directory, truth = telemetry
+    caplog.set_level(logging.INFO, logger="nrt.affinity")
+    allowed = os.sched_getaffinity(0)
     config = tmp_path / "nrt.toml"
     config.write_text("[mqtt]\nenabled = false\n")  # never the host's broker
     result = CliRunner().invoke(
@@ -37,6 +41,9 @@ def test_replay_summary_has_alerts_pointings_latencies_and_cache_reuse(telemetry
         env={"NRT_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert result.exit_code == 0, result.output
+    if len(allowed) > 1:  # [daemon] cpus = "one" (the default): the process kept on one
+        assert len(os.sched_getaffinity(0)) == 1
+        assert re.search(r"running on CPU \d+ \(\[daemon\] cpus = 'one'\)", caplog.text)
     summary = json.loads(result.output.strip().splitlines()[-1])
     bright = [b for b in truth["grbs"] if unmissable(b)]
     assert bright and len(summary["alerts"]) >= len(bright)
