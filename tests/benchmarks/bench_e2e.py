@@ -96,8 +96,12 @@ def floor_latency(port: int, n: int = 1000) -> list[float]:
     return [got[k] - t for k, t in sent.items() if k in got]
 
 
-#: ``taskset -c CPUS`` before the daemon's command (``--daemon-cpus``), or nothing.
-PIN: list[str] = []
+#: ``[daemon] cpus`` of the daemons (``--daemon-cpus``); empty: the default ("one").
+CPUS: list[str] = []
+
+
+def _daemon_table() -> str:
+    return f'[daemon]\ncpus = "{CPUS[0]}"\n' if CPUS else ""
 
 
 def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> dict:
@@ -110,12 +114,12 @@ def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> 
     config.write_text(
         f'[paths]\ninbox = "{inbox}"\nstate = "{work / "state"}"\ncache = "{work / "cache"}"\n'
         f'[mqtt]\nurl = "{broker.url}"\nclient_id = "bench"\n[alerts]\ntense = "test"\n'
-        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
+        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n{_daemon_table()}'
     )
     log_path = work / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
     daemon = subprocess.Popen(
-        [*PIN, sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "nrt.cli", "run", "--config", str(config)],
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
         env=env,
@@ -183,8 +187,8 @@ def replay_run(hours: float, work: Path, broker: Mosquitto) -> dict:
     env["NRT_CACHE_DIR"] = str(work / f"cache{hours:g}")
     state = work / f"state{hours:g}"
     config = work / f"replay{hours:g}.toml"
-    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n')
-    command = [*PIN, sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
+    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n{_daemon_table()}')
+    command = [sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
     command += ["--config", str(config), "--state-dir", str(state)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     samples: list[tuple[float, float]] = []  # (hours of data taken, RSS MiB)
@@ -223,11 +227,11 @@ def main() -> None:
     )
     parser.add_argument("--long-hours", type=float, default=24.0)
     parser.add_argument(
-        "--daemon-cpus", help="run the daemon under taskset -c CPUS (e.g. 0): CPU affinity"
+        "--daemon-cpus", help="the daemons' [daemon] cpus: one (default), all, or a list"
     )
     args = parser.parse_args()
     if args.daemon_cpus:
-        PIN[:] = ["taskset", "-c", args.daemon_cpus]
+        CPUS[:] = [args.daemon_cpus]
     with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as tmp:
         work = Path(tmp)
         broker = Mosquitto(workdir=work / "broker", persistence=False).start()
