@@ -12,6 +12,7 @@ the numpy work that runs there in parallel gains. So ``"one"`` is the default;
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -75,12 +76,19 @@ def apply(spec: str) -> set[int] | None:
         return None
     if cpus is None:
         return None
-    for task in Path("/proc/self/task").iterdir():
-        try:
+    try:
+        os.sched_setaffinity(0, cpus)  # this thread, and the threads it starts from now
+    except OSError as exc:  # EPERM: a system-call filter (systemd's ~@resources) forbids it
+        log.warning(
+            "[daemon] cpus = %r: could not set the CPU affinity (%s); running on every CPU "
+            "it may use (under systemd, allow sched_setaffinity as systemd/nrt.service does)",
+            spec,
+            exc,
+        )
+        return None
+    for task in Path("/proc/self/task").iterdir():  # the threads started before
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # one that just ended
             os.sched_setaffinity(int(task.name), cpus)
-        except (ProcessLookupError, PermissionError):  # a thread that just ended
-            continue
-    os.sched_setaffinity(0, cpus)
     log.info("running on CPU %s ([daemon] cpus = %r)", _ranges(cpus), spec)
     return cpus
 

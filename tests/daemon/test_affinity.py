@@ -81,6 +81,19 @@ def test_all_leaves_the_process_where_it_was():
     assert all(line.split(" ", 1)[1] == allowed for line in lines if line.startswith("task"))
 
 
+def test_a_system_call_filter_that_forbids_it_is_logged_not_fatal(monkeypatch, caplog):
+    """Stand-in for seccomp (systemd's ~@resources), which needs systemd as PID 1 to apply
+    for real: sched_setaffinity fails with EPERM, as it does under such a filter."""
+
+    def forbidden(pid, cpus):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setaffinity", forbidden)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert affinity.apply("one") is None
+    assert "could not set the CPU affinity" in caplog.text and "sched_setaffinity" in caplog.text
+
+
 def eval_list(text: str) -> list[int]:
     """``[0, 1]`` as printed by the child, parsed without eval."""
     return [int(x) for x in text.strip("[]").split(",") if x.strip()]

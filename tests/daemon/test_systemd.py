@@ -63,6 +63,7 @@ def test_unit_is_type_notify_with_watchdog_and_state_directories():
         "CacheDirectory=nrt",
         "ConfigurationDirectory=nrt",
         "LoadCredential=mqtt-password",
+        "SystemCallFilter=sched_setaffinity",  # [daemon] cpus (nrt.affinity)
     ):
         assert line in text
 
