@@ -12,6 +12,7 @@ still used by the per-pointing quick-look.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import Any
@@ -23,6 +24,8 @@ from detectors.ratetrigger import DEFAULT_BANDS, RateTrigger
 from detectors.trigger import FLAG_PRELIMINARY, Trigger
 from nrt import metrics
 from nrt.telemetry.formats import tt_time
+
+log = logging.getLogger(__name__)
 
 ISGRI_BIN = 0.05  # s
 
@@ -83,18 +86,18 @@ class StreamTriggers:
             taken.setdefault(chunk.kind, []).append(chunk)
         found: list[Trigger] = []
         for kind, mine in taken.items():
-            streams = self._streams.get(kind)
-            if streams is None:
-                streams = self._streams[kind] = self._make(mine[0])
-            for band, trigger in streams:
-                parts = [self._series(chunk, band) for chunk in mine]
-                time, width, counts = (np.concatenate(c) for c in zip(*parts, strict=True))
-                if len(time):
-                    new = trigger.push(time, width, counts)
-                    found += [replace(t, pointing=_pointing_at(mine, t.time_met)) for t in new]
-                    metrics.TRIGGER_EVALUATIONS.labels(trigger.instrument).inc(
-                        len(time) * _windows_per_bin(trigger)
-                    )
+            if kind not in self._streams:
+                self._streams[kind] = self._make(mine[0])
+            try:
+                found += self._push_streams(self._streams[kind], mine)
+            except ValueError:
+                # The engine refuses a chunk's bins (e.g. a repeated time) before it takes
+                # any: find that chunk; the others go through as they would one by one.
+                for chunk in mine:
+                    try:
+                        found += self._push_streams(self._streams[kind], [chunk])
+                    except ValueError as exc:
+                        log.error("%s: %s; skipped by the stream detectors", chunk.name, exc)
         # An excess's preliminary and complete triggers may now come in one call: both go
         # out (the alert, then its update), bands merged within each.
         first = [t for t in found if FLAG_PRELIMINARY in t.flags]
@@ -103,6 +106,20 @@ class StreamTriggers:
             _best_per_event(first) + _best_per_event(complete),
             key=lambda t: (t.time_met, FLAG_PRELIMINARY not in t.flags),
         )
+
+    def _push_streams(self, streams, chunks: list) -> list[Trigger]:
+        """Consecutive chunks of one kind through each of its streams (bands)."""
+        found: list[Trigger] = []
+        for band, trigger in streams:
+            parts = [self._series(chunk, band) for chunk in chunks]
+            time, width, counts = (np.concatenate(c) for c in zip(*parts, strict=True))
+            if len(time):
+                new = trigger.push(time, width, counts)
+                found += [replace(t, pointing=_pointing_at(chunks, t.time_met)) for t in new]
+                metrics.TRIGGER_EVALUATIONS.labels(trigger.instrument).inc(
+                    len(time) * _windows_per_bin(trigger)
+                )
+        return found
 
     @staticmethod
     def _series(chunk, band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

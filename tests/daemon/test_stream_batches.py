@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numpy as np
 import pytest
 
 from detectors.stream import StreamTriggers
@@ -79,3 +80,24 @@ def test_a_late_chunk_inside_a_batch_is_looked_at_again_as_alone(chunks, telemet
     assert alone, "the burst in the late chunk is alerted"
     assert _alerts([disordered]) == alone  # one batch: the late chunk inside
     assert _alerts(_batches(disordered, 2)) == alone
+
+
+def test_a_chunk_the_engine_refuses_costs_only_itself_in_a_batch(chunks, telemetry, caplog):
+    """A repeated bin time (the reader allows equal times; the engine does not): alone or
+    inside a batch, only that chunk is skipped, and the burst after it is still found."""
+    _sim, truth = telemetry
+    acs = [c for c in chunks if c.kind == "acs"]
+    onset = truth["grbs"][0]["onset"]
+    i = next(i for i, c in enumerate(acs) if c.tstart <= onset < c.tstop)
+    bad = acs[i - 1]
+    repeated = {k: np.insert(v, 1, v[0]) for k, v in bad.columns.items()}
+    broken = [*acs[: i - 1], dataclasses.replace(bad, columns=repeated), *acs[i:]]
+    config = TriggerConfig(prompt=True)
+    one_by_one = StreamTriggers(config)
+    expected = [t for chunk in broken for t in one_by_one.push(chunk)] + one_by_one.flush()
+    together = StreamTriggers(config)
+    found = together.push_many(broken) + together.flush()
+    key = sorted(dataclasses.astuple(t) for t in expected)
+    assert sorted(dataclasses.astuple(t) for t in found) == key
+    assert any(abs(t.time_met - onset) < 2 for t in found), "the burst after it is found"
+    assert caplog.text.count(f"{bad.name}: bins overlap") == 2  # once alone, once in the batch
