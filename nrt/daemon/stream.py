@@ -87,9 +87,6 @@ class StreamStage:
                 hook("stream_triggers")(trigger_config) if trigger_config.enabled else None
             )
 
-    async def feed(self, chunk: Any, arrival: float) -> list[AlertRecord]:
-        return await self.feed_many([(chunk, arrival)])
-
     async def feed_many(self, items: list[tuple[Any, float]]) -> list[AlertRecord]:
         """Feed chunks taken off the queue together, in order, each with its arrival time.
 
@@ -122,15 +119,8 @@ class StreamStage:
 
     async def _push(self, run: list[tuple[Any, float]]) -> list[AlertRecord]:
         chunks = [chunk for chunk, _ in run]
-        push_many = getattr(self.detectors, "push_many", None)
-        if push_many is None:  # a stream_triggers plugin with push() only
-            detectors = self.detectors
-
-            def push_many(chunks: list[Any]) -> list[Any]:
-                return [t for chunk in chunks for t in detectors.push(chunk)]
-
         loop = asyncio.get_running_loop()
-        triggers = await loop.run_in_executor(self._pool, push_many, chunks)
+        triggers = await loop.run_in_executor(self._pool, _push_all, self.detectors, chunks)
         return await self._alerts(triggers, run)
 
     async def _alerts(self, triggers: list[Any], run: list[tuple[Any, float]]) -> list[AlertRecord]:
@@ -230,17 +220,11 @@ class StreamStage:
         recent = sorted(
             (r for r in mine if r.tstop >= end - span), key=lambda r: (r.kind, r.tstart)
         )
-        fed = 0
-        for record in recent:
-            try:
-                chunk = await asyncio.to_thread(read_chunk, record.path)
-            except (OSError, TelemetryError) as exc:
-                log.info("warm-up: %s no longer readable (%s)", record.path, exc)
-                continue
-            await self.feed(chunk, time.monotonic())
-            fed += 1
-        log.info("stream detectors warmed up on %d recent chunks", fed)
-        return fed
+        chunks = await asyncio.to_thread(_readable, recent)  # one thread hop for all
+        now = time.monotonic()
+        await self.feed_many([(chunk, now) for chunk in chunks])
+        log.info("stream detectors warmed up on %d recent chunks", len(chunks))
+        return len(chunks)
 
     async def finish(self) -> list[AlertRecord]:
         """End of a finite stream (replay): report groups still open."""
@@ -341,6 +325,25 @@ class StreamStage:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _push_all(detectors: Any, chunks: list[Any]) -> list[Any]:
+    """``push_many`` where the stream_triggers plugin has it, else ``push`` one by one."""
+    push_many = getattr(detectors, "push_many", None)
+    if push_many is not None:
+        return push_many(chunks)
+    return [t for chunk in chunks for t in detectors.push(chunk)]
+
+
+def _readable(records: list[Any]) -> list[Any]:
+    """The chunks of `records` that can still be read (warm-up)."""
+    chunks = []
+    for record in records:
+        try:
+            chunks.append(read_chunk(record.path))
+        except (OSError, TelemetryError) as exc:
+            log.info("warm-up: %s no longer readable (%s)", record.path, exc)
+    return chunks
 
 
 def _same_content(revision: Alert, latest: Alert) -> bool:

@@ -96,15 +96,10 @@ def floor_latency(port: int, n: int = 1000) -> list[float]:
     return [got[k] - t for k, t in sent.items() if k in got]
 
 
-#: ``[daemon] cpus`` of the daemons (``--daemon-cpus``); empty: the default ("one").
-CPUS: list[str] = []
-
-
-def _daemon_table() -> str:
-    return f'[daemon]\ncpus = "{CPUS[0]}"\n' if CPUS else ""
-
-
-def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> dict:
+def alert_latency(
+    hours: float, speed: float, broker: Mosquitto, work: Path, extra: str = ""
+) -> dict:
+    """Rename -> alert received, through ``nrt run``; `extra`: more of its TOML."""
     sim = work / "sim"
     truth = simulate(sim, hours, seed=7, grb_rate_per_day=3000)
     files = ordered_files(sim)
@@ -114,7 +109,7 @@ def alert_latency(hours: float, speed: float, broker: Mosquitto, work: Path) -> 
     config.write_text(
         f'[paths]\ninbox = "{inbox}"\nstate = "{work / "state"}"\ncache = "{work / "cache"}"\n'
         f'[mqtt]\nurl = "{broker.url}"\nclient_id = "bench"\n[alerts]\ntense = "test"\n'
-        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n{_daemon_table()}'
+        f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n{extra}'
     )
     log_path = work / "daemon.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("NRT_")}
@@ -177,7 +172,7 @@ def _data_hours(ingest: Path) -> float:
     return 0.0 if lo is None else (hi - lo) / 3600
 
 
-def replay_run(hours: float, work: Path, broker: Mosquitto) -> dict:
+def replay_run(hours: float, work: Path, broker: Mosquitto, extra: str = "") -> dict:
     """``nrt replay`` of `hours` of simulated data, its RSS sampled against data progress.
 
     Alerts go to the benchmark's own broker, as a daemon's would (never the host's)."""
@@ -187,7 +182,7 @@ def replay_run(hours: float, work: Path, broker: Mosquitto) -> dict:
     env["NRT_CACHE_DIR"] = str(work / f"cache{hours:g}")
     state = work / f"state{hours:g}"
     config = work / f"replay{hours:g}.toml"
-    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n{_daemon_table()}')
+    config.write_text(f'[mqtt]\nurl = "{broker.url}"\n{extra}')
     command = [sys.executable, "-m", "nrt.cli", "replay", str(sim), "--json"]
     command += ["--config", str(config), "--state-dir", str(state)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -230,16 +225,15 @@ def main() -> None:
         "--daemon-cpus", help="the daemons' [daemon] cpus: one (default), all, or a list"
     )
     args = parser.parse_args()
-    if args.daemon_cpus:
-        CPUS[:] = [args.daemon_cpus]
+    extra = f'[daemon]\ncpus = "{args.daemon_cpus}"\n' if args.daemon_cpus else ""
     with tempfile.TemporaryDirectory(dir="/work" if os.path.isdir("/work") else None) as tmp:
         work = Path(tmp)
         broker = Mosquitto(workdir=work / "broker", persistence=False).start()
         try:
             floor = floor_latency(broker.port)
-            e2e = alert_latency(args.hours_latency, args.speed, broker, work / "latency")
-            short = replay_run(1.0, work, broker)
-            long = replay_run(args.long_hours, work, broker)
+            e2e = alert_latency(args.hours_latency, args.speed, broker, work / "latency", extra)
+            short = replay_run(1.0, work, broker, extra)
+            long = replay_run(args.long_hours, work, broker, extra)
         finally:
             broker.stop()
         f50, f99 = percentiles(floor)
