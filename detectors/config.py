@@ -32,7 +32,13 @@ class TriggerConfig:
     ``variance_exclusion_sigma`` above background (against the white-noise
     floor), and the later windows whose background may hold them, are left out
     of the excess-variance estimate (``inf`` keeps them: a bright burst then
-    inflates F for the whole variance window). ``far_per_day`` is the only
+    inflates F for the whole variance window). A bin more than ``spike_sigma``
+    up is a cosmic-ray spike (replaced by its background) when its two neighbours'
+    significances sum to less than ``max(spike_neighbour_sigma,
+    spike_neighbour_fraction * its own)`` and the ``2 * spike_reach`` bins around it
+    sum to less than ``sqrt(spike_reach)`` times that, or ``spike_context_sigma``
+    sigma of their sum, whichever is higher (a burst's peak whose next bin fell low
+    keeps it; ``spike_reach = 1``: the two neighbours only). ``far_per_day`` is the only
     threshold: it is turned into a significance with the calibrated trials
     factor (see :mod:`detectors.calibration`). ``bracket`` also takes the
     background after each window (BAT-style bracketing; for batch runs, or
@@ -63,6 +69,8 @@ class TriggerConfig:
     spike_sigma: float = 3.5
     spike_neighbour_sigma: float = 2.5  # limit on the sum of the two neighbours' sigmas
     spike_neighbour_fraction: float = 0.5
+    spike_reach: int = 3
+    spike_context_sigma: float = 3.0
     merge_gap: float = 1.0
     post_window: float = 20.0
     variation_fraction: float = 0.8
@@ -76,6 +84,8 @@ class TriggerConfig:
     def __post_init__(self) -> None:
         if not self.far_per_day > 0:
             raise ValueError(f"far_per_day must be > 0 (got {self.far_per_day})")
+        if self.spike_reach < 1:
+            raise ValueError(f"spike_reach must be >= 1 bin (got {self.spike_reach})")
         if self.phases < 1:
             raise ValueError(f"phases must be >= 1 (got {self.phases})")
         if not (0 <= self.taper_edge < 0.5 and self.taper_weight > 0):

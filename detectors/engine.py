@@ -171,6 +171,7 @@ class Engine:
         self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
         self.spiked = 0  # bins through the spike veto
+        self.look = max(1, int(config.spike_reach))  # its look-ahead (bins)
         self.last_end: float | None = None
         self.grouper = Grouper(self, config)
         self.zero_run = 0.0  # expected counts over the current run of zero bins
@@ -189,12 +190,12 @@ class Engine:
         time, width, counts, exposure, valid = self._fill_gaps(time, width, counts, exposure, valid)
         if len(time):
             self._ingest(time, width, counts, exposure, valid)
-            self._veto(self.n - 1)
+            self._veto(self.n - self.look)
             self._evaluate()
         return self.grouper.collect(final=False)
 
     def flush(self) -> list[GroupReport]:
-        """End of data: the last bin has no right neighbour; close every group."""
+        """End of data: the last bins have no right neighbours; close every group."""
         self._veto(self.n)
         self._evaluate(final=True)
         return self.grouper.collect(final=True)
@@ -330,31 +331,45 @@ class Engine:
 
     # ------------------------------------------------------------ spike veto
     def _veto(self, upto: int) -> None:
-        """Finalize clean counts for bins [spiked, upto): needs bin j+1 to judge bin j."""
+        """Finalize clean counts for bins [spiked, upto): bin j is judged with bins up to
+        j + ``spike_reach`` (the look-ahead ``push`` keeps back)."""
         a, b = self.spiked, upto
         if b <= a:
             return
+        r = self.look
         ri = slice(a - self.rate_raw.base, b - self.rate_raw.base)
         rate = self.rate_raw["rate"][ri]
         fano = self.rate_raw["fano1"][ri]
-        raw = _padded(self.bins["raw"], a - 1 - self.bins.base, b + 1 - self.bins.base, 0.0)
-        expo = _padded(self.bins["expo"], a - 1 - self.bins.base, b + 1 - self.bins.base, 0.0)
-        valid = _padded(self.bins["valid"], a - 1 - self.bins.base, b + 1 - self.bins.base, False)
+        lo, hi = a - r - self.bins.base, b + r - self.bins.base
+        raw = _padded(self.bins["raw"], lo, hi, 0.0)
+        expo = _padded(self.bins["expo"], lo, hi, 0.0)
+        valid = _padded(self.bins["valid"], lo, hi, False)
+        mid = slice(r, r + b - a)
         with np.errstate(divide="ignore", invalid="ignore"):
-            mu = rate * expo[1:-1]
-            z0 = np.where(valid[1:-1], (raw[1:-1] - mu) / np.sqrt(fano * mu), -np.inf)
+            mu = rate * expo[mid]
+            z0 = np.where(valid[mid], (raw[mid] - mu) / np.sqrt(fano * mu), -np.inf)
             # neighbours only where the bin itself is far up (few): same numbers as for all
             i = np.flatnonzero(z0 > self.cfg.spike_sigma)
-            ms = [rate[i] * expo[i + d] for d in (0, 2)]
-            zs = [
-                np.where(valid[i + d], (raw[i + d] - m) / np.sqrt(fano[i] * m), -np.inf)
-                for d, m in zip((0, 2), ms, strict=True)
-            ]
+            zs = {}
+            for d in range(-r, r + 1):
+                if d:
+                    m = rate[i] * expo[i + r + d]
+                    zs[d] = np.where(
+                        valid[i + r + d], (raw[i + r + d] - m) / np.sqrt(fano[i] * m), np.nan
+                    )
+        # a burst's peak drags its neighbours up, a spike's stay at background: the two
+        # next to it (an invalid one counts as flat) ...
         limit = np.maximum(
             self.cfg.spike_neighbour_sigma, self.cfg.spike_neighbour_fraction * z0[i]
         )
-        i = i[zs[0] + zs[1] < limit]  # a burst's neighbours rise with it, a spike's do not
-        clean = raw[1:-1].copy()
+        near = np.nan_to_num(zs[-1], nan=-np.inf) + np.nan_to_num(zs[1], nan=-np.inf)
+        spike = near < limit
+        if r > 1:  # ... and all 2r (a wider burst whose next bin fell low); same odds
+            wide = np.nansum(np.array([zs[d] for d in zs]).reshape(2 * r, -1), axis=0)
+            floor = self.cfg.spike_context_sigma * np.sqrt(2 * r)
+            spike &= wide < np.maximum(floor, np.sqrt(r) * limit)
+        i = i[spike]
+        clean = raw[mid].copy()
         clean[i] = mu[i]
         bi = slice(a - self.bins.base, b - self.bins.base)
         self.bins["clean"][bi] = clean
