@@ -244,6 +244,10 @@ class StreamStage:
             if earlier is not None:
                 await self._finalize(earlier, trigger)
                 return None
+        other = self._other_band_of(trigger)
+        if other is not None:
+            await self._merge_band(other, trigger)
+            return None
         alert = Alert.initial_from_trigger(trigger, tense=self.tense)
         new = await self.submit(alert)
         record = AlertRecord(alert, trigger, arrival, time.monotonic(), extra={"chunk": chunk})
@@ -278,6 +282,31 @@ class StreamStage:
             ):
                 return record
         return None
+
+    def _other_band_of(self, trigger: Any) -> AlertRecord | None:
+        """An alert of this excess from another energy band (bands report separately,
+        and their triggers of one excess may complete in different chunks)."""
+        for record in reversed(list(self.alerts.values())):
+            t = record.trigger
+            if (
+                t.band is not None
+                and trigger.band is not None
+                and tuple(t.band) != tuple(trigger.band)
+                and t.instrument == trigger.instrument
+                and abs(t.time_met - trigger.time_met) <= max(t.timescale, trigger.timescale)
+            ):
+                return record
+        return None
+
+    async def _merge_band(self, record: AlertRecord, trigger: Any) -> None:
+        """One alert per excess, as when the bands' triggers come in one batch (the most
+        significant band's complete trigger describes it)."""
+        better = trigger.significance > record.trigger.significance
+        if PRELIMINARY in trigger.flags or not better or VARIATION in trigger.flags:
+            log.info("alert %s: band %s saw it too", record.alert.id, trigger.band)
+            return
+        record.trigger = trigger
+        await self.revise(record, lambda a: a.updated(trigger=trigger))
 
     async def _finalize(self, record: AlertRecord, final: Any) -> None:
         """The group ended: refine the alert, or retract it if the rate stayed up."""

@@ -8,10 +8,15 @@ from detectors.trigger import Trigger
 from tests.daemon.harness import through_stream_stage
 
 
-def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trigger:
+def trigger(
+    t: float,
+    flags: tuple[str, ...],
+    significance: float = 8.0,
+    band: tuple[float, float] | None = None,
+) -> Trigger:
     utc = f"2026-01-01T00:{int(t) // 60:02d}:{t % 60:06.3f}Z"
     return Trigger(
-        "SPI-ACS",
+        "ISGRI" if band else "SPI-ACS",
         utc,
         t,
         0.2,
@@ -19,7 +24,7 @@ def trigger(t: float, flags: tuple[str, ...], significance: float = 8.0) -> Trig
         0.5,
         5000.0,
         4000.0,
-        None,
+        band,
         flags,
     )
 
@@ -52,3 +57,29 @@ def test_seen_again_after_a_restart_nothing_new_is_committed():
     first = [trigger(600.0, ("preliminary",)), trigger(600.0, ())]
     out = run(first + first)
     assert len(out) == 2
+
+
+def test_two_bands_of_one_excess_completing_in_different_chunks_are_one_alert():
+    """ISGRI's bands report separately; one chunk may complete one band's trigger and the
+    next chunk the other's, with a slightly different time. Still one alert: the more
+    significant band's complete trigger updates it, a weaker one or another band's
+    preliminary adds nothing, and a later excess in another band is a new alert."""
+    low, high = (15.0, 50.0), (50.0, 300.0)
+    out = run(
+        [
+            trigger(600.0, ("preliminary",), 6.0, low),
+            trigger(600.05, ("preliminary",), 5.5, high),
+            trigger(600.0, (), 9.0, low),
+            trigger(600.1, (), 12.0, high),
+            trigger(600.05, (), 7.0, low),
+            trigger(900.0, ("preliminary",), 6.0, high),
+        ]
+    )
+    assert [(a.alert_type, a.record_number) for a in out] == [
+        ("initial", 1),
+        ("update", 2),
+        ("update", 3),
+        ("initial", 1),
+    ]
+    assert len({a.id for a in out[:3]}) == 1 and out[3].id != out[0].id
+    assert [a.rate_snr for a in out[:3]] == [6.0, 9.0, 12.0]
