@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-BENCHES := cache ingest inbox detectors alerts quicklook reprocess e2e
+BENCHES := cache ingest inbox detectors detectors_paired alerts quicklook reprocess e2e
 
 .PHONY: demo test lint format bench soak faults fuzz clean $(addprefix bench-,$(BENCHES))
 
