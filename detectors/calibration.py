@@ -40,22 +40,23 @@ from detectors.significance import p_to_sigma
 #: tau_k by window length in bins, from ``main()`` on 150 simulated days (seeds 300-449)
 #: with the default TriggerConfig (4 phases, 8 for 12.8 s; 40 s background, 20 window
 #: lengths from 3.2 s; tapered windows from 0.2 to 3.2 s, decaying from 6.4 s; spike veto
-#: on the two neighbours and on the six within 3 bins): measured 0.05-0.13, 1.62-1.83,
-#: 3.24-4.51, 3.46-4.31, 3.41-3.85, 3.40-3.82, 3.27-3.88, 3.94-4.80, 6.98-8.32 for
+#: on the two neighbours and on the four within 2 bins): measured 0.05-0.13, 1.62-1.82,
+#: 3.24-4.50, 3.45-4.22, 3.40-3.74, 3.39-3.74, 3.27-3.88, 3.94-4.65, 6.98-8.32 for
 #: k = 1 ... 256 at 3.75-4.5 sigma (with the two neighbours only, as before 2026-12-06:
-#: 4.46 at 0.2 s, 4.12 at 0.4 s, 3.67 at 0.8 s, the others within 0.15; boxcars instead
-#: of tapered windows: 3.46-4.03 at 0.2 s, 3.49-3.83 at 0.4 s, the others within 0.1);
-#: the upper end of each is used (rounded up), except for k = 1, whose tail is heavier
-#: (small cosmic-ray spikes that pass the veto; 0.26 at 4.75 and 0.62 at 5.0 sigma): 0.7.
+#: 4.46 at 0.2 s, 4.12 at 0.4 s, 3.67 at 0.8 s, 3.71 at 1.6 s, the others the same;
+#: boxcars instead of tapered windows: 3.46-4.03 at 0.2 s, 3.49-3.83 at 0.4 s, the others
+#: within 0.1); the upper end of each is used (rounded up), except for k = 1, whose tail
+#: is heavier (small cosmic-ray spikes that pass the veto; 0.25 at 4.75 and 0.61 at 5.0
+#: sigma): 0.7.
 TRIALS_PER_WINDOW: dict[int, float] = {
     1: 0.7,
     2: 1.9,
-    4: 4.6,
-    8: 4.4,
-    16: 3.9,
-    32: 3.9,
+    4: 4.5,
+    8: 4.3,
+    16: 3.8,
+    32: 3.8,
     64: 3.9,
-    128: 4.8,
+    128: 4.7,
     256: 8.4,
 }
 #: g: whole-ladder false triggers / sum over timescales, measured by ``check()`` at 5/day

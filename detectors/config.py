@@ -69,7 +69,7 @@ class TriggerConfig:
     spike_sigma: float = 3.5
     spike_neighbour_sigma: float = 2.5  # limit on the sum of the two neighbours' sigmas
     spike_neighbour_fraction: float = 0.5
-    spike_reach: int = 3
+    spike_reach: int = 2
     spike_context_sigma: float = 3.0
     merge_gap: float = 1.0
     post_window: float = 20.0
