@@ -79,13 +79,14 @@ def test_spike_veto_judges_the_two_neighbours_together():
 def test_spike_veto_keeps_a_peak_whose_wider_neighbourhood_is_up():
     """The peak of a short burst near threshold (seen in the benchmark: +5.2 sigma, the
     next bin fell to -0.5, the one before +2.5, so the two sum 2.0 < 2.6) is kept when
-    the six bins within 3 of it are together more than 3 sigma up (their sum +7.6 against
-    3 sqrt(6) = 7.3); a cosmic-ray hit on a mildly high stretch (six neighbours sum +5)
-    is still replaced. With ``spike_reach=1`` (the two neighbours only) the peak goes."""
+    the four bins within 2 of it are together more than 3 sigma up (+3.5, +2.5, -0.5,
+    +1.0: their sum 6.5 against 3 sqrt(4) = 6); a cosmic-ray hit on a mildly high stretch
+    (four neighbours sum +3) is still replaced. With ``spike_reach=1`` (the two
+    neighbours only) the peak goes."""
     n, mu = 20000, 4500.0
     sd = np.sqrt(mu)
     c = np.full(n, mu)
-    for off, z in zip(range(-3, 4), (1.6, 3.5, 2.5, 5.2, -0.5, 0.5, 0.0), strict=True):
+    for off, z in zip(range(-3, 4), (1.6, 3.5, 2.5, 5.2, -0.5, 1.0, 0.0), strict=True):
         c[15000 + off] = mu + z * sd
     for off, z in zip(range(-3, 4), (1.0, 1.0, 0.5, 10.0, 0.5, 1.0, 1.0), strict=True):
         c[17000 + off] = mu + z * sd
