@@ -273,30 +273,24 @@ class StreamStage:
 
     def _preliminary_of(self, final: Any) -> AlertRecord | None:
         """The open preliminary alert this complete trigger describes (same excess)."""
-        for record in reversed(list(self.alerts.values())):
-            t = record.trigger
-            if (
-                PRELIMINARY in t.flags
-                and t.instrument == final.instrument
-                and abs(t.time_met - final.time_met) <= max(t.timescale, final.timescale) + 1.0
-            ):
-                return record
-        return None
+        return self._latest_of(
+            lambda t: PRELIMINARY in t.flags and _same_excess(t, final, slack=1.0)
+        )
 
     def _other_band_of(self, trigger: Any) -> AlertRecord | None:
         """An alert of this excess from another energy band (bands report separately,
         and their triggers of one excess may complete in different chunks)."""
-        for record in reversed(list(self.alerts.values())):
-            t = record.trigger
-            if (
-                t.band is not None
-                and trigger.band is not None
+        return self._latest_of(
+            lambda t: (
+                None not in (t.band, trigger.band)
                 and tuple(t.band) != tuple(trigger.band)
-                and t.instrument == trigger.instrument
-                and abs(t.time_met - trigger.time_met) <= max(t.timescale, trigger.timescale)
-            ):
-                return record
-        return None
+                and _same_excess(t, trigger)
+            ),
+        )
+
+    def _latest_of(self, match: Callable[[Any], bool]) -> AlertRecord | None:
+        """The latest alert whose trigger ``match`` accepts."""
+        return next((r for r in reversed(self.alerts.values()) if match(r.trigger)), None)
 
     async def _merge_band(self, record: AlertRecord, trigger: Any) -> None:
         """One alert per excess, as when the bands' triggers come in one batch (the most
@@ -354,6 +348,14 @@ class StreamStage:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+def _same_excess(a: Any, b: Any, slack: float = 0.0) -> bool:
+    """Two triggers of one instrument within one another's windows (and ``slack`` s)."""
+    return (
+        a.instrument == b.instrument
+        and abs(a.time_met - b.time_met) <= max(a.timescale, b.timescale) + slack
+    )
 
 
 def _push_all(detectors: Any, chunks: list[Any]) -> list[Any]:

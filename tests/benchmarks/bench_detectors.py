@@ -237,6 +237,24 @@ def bb_detections(
     return np.array(found)
 
 
+def bb_hits(inj: Injected, p0: float, excess: float, processes: int) -> np.ndarray:
+    """Whether bayesian_blocks finds each injected burst.
+
+    Only the segments that hold a burst are run (O(N^2)): consecutive 100 s segments
+    at a random phase, so a burst may straddle two, as in a real run.
+    """
+    rng = np.random.default_rng(3)
+    per = int(BB_SEGMENT / W)
+    jobs = []
+    for st in inj.starts:
+        a = int((st - rng.uniform(0.0, BB_SEGMENT)) / W)
+        b = max(int((st + 2 * inj.duration + 10.0) / W), a + per)
+        b = a + per * -(-(b - a) // per)  # whole segments
+        jobs.append((inj.t[a:b], inj.counts[a:b], p0, excess, st, inj.duration))
+    with Pool(max(1, processes)) as pool:
+        return np.array(pool.map(_bb_hit, jobs, chunksize=8))
+
+
 def bb_background_maxima(p0: float, days: int, processes: int, cache: str | None) -> np.ndarray:
     """Per-segment candidate maxima of bayesian_blocks on ``days`` background days."""
     import json
@@ -403,18 +421,7 @@ def main() -> None:
         best, _ = gbm_stat(inj.clean)
         s, _ = clusters(best, gbm_clean_thr, int(10 / W))
         res["gbm-like, spikes removed"] = efficiency(inj, inj.t[s])
-        # BB only on the segments that hold a burst (O(N^2)): consecutive 100 s
-        # segments at a random phase, so a burst may straddle two, as in a real run
-        rng = np.random.default_rng(3)
-        per = int(BB_SEGMENT / W)
-        jobs = []
-        for st in inj.starts:
-            a = int((st - rng.uniform(0.0, BB_SEGMENT)) / W)
-            b = max(int((st + 2 * inj.duration + 10.0) / W), a + per)
-            b = a + per * -(-(b - a) // per)  # whole segments
-            jobs.append((inj.t[a:b], inj.counts[a:b], p0, bb_thr, st, inj.duration))
-        with Pool(max(1, args.processes)) as pool:
-            res["bayesian_blocks"] = np.array(pool.map(_bb_hit, jobs, chunksize=8))
+        res["bayesian_blocks"] = bb_hits(inj, p0, bb_thr, args.processes)
         for name, hit in res.items():
             f50, f90 = fluence_fit(inj.fluence, hit)
             i50, i90 = fluence_at(inj.fluence, hit, 0.5), fluence_at(inj.fluence, hit, 0.9)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +25,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.benchmarks import bench_detectors as bench
-
-
-def _bb_hits(inj: bench.Injected, p0: float, criterion: float, processes: int) -> np.ndarray:
-    """bayesian_blocks on the 100 s segments holding each burst (as bench_detectors)."""
-    rng = np.random.default_rng(3)
-    per = int(bench.BB_SEGMENT / bench.W)
-    jobs = []
-    for st in inj.starts:
-        a = int((st - rng.uniform(0.0, bench.BB_SEGMENT)) / bench.W)
-        b = max(int((st + 2 * inj.duration + 10.0) / bench.W), a + per)
-        b = a + per * -(-(b - a) // per)
-        jobs.append((inj.t[a:b], inj.counts[a:b], p0, criterion, st, inj.duration))
-    with Pool(max(1, processes)) as pool:
-        return np.array(pool.map(bench._bb_hit, jobs, chunksize=8))
 
 
 def _ratio(fl: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,7 +54,7 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         inj = bench.injected(args.kind, args.inject, seed + len(args.kind))
         n = bench.efficiency(inj, bench.nrt_times(inj.t, inj.counts))
-        b = _bb_hits(inj, p0, criterion, args.processes)
+        b = bench.bb_hits(inj, p0, criterion, args.processes)
         fn, fb = bench.fluence_fit(inj.fluence, n), bench.fluence_fit(inj.fluence, b)
         print(
             f"| {seed} | {fn[0]:.0f} / {fn[1]:.0f} | {fb[0]:.0f} / {fb[1]:.0f} | "
