@@ -77,7 +77,7 @@ def apply(spec: str) -> set[int] | None:
     if cpus is None:
         return None
     try:
-        os.sched_setaffinity(0, cpus)  # this thread, and the threads it starts from now
+        pin(cpus)
     except OSError as exc:  # EPERM: a system-call filter (systemd's ~@resources) forbids it
         log.warning(
             "[daemon] cpus = %r: could not set the CPU affinity (%s); running on every CPU "
@@ -86,11 +86,17 @@ def apply(spec: str) -> set[int] | None:
             exc,
         )
         return None
-    for task in Path("/proc/self/task").iterdir():  # the threads started before
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # one that just ended
-            os.sched_setaffinity(int(task.name), cpus)
     log.info("running on CPU %s ([daemon] cpus = %r)", _ranges(cpus), spec)
     return cpus
+
+
+def pin(cpus: set[int]) -> None:
+    """Every thread of this process on ``cpus``: this one and those it starts from now
+    (OSError if refused), and those started before."""
+    os.sched_setaffinity(0, cpus)
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # one that just ended
+            os.sched_setaffinity(int(task.name), cpus)
 
 
 def _ranges(cpus: set[int]) -> str:

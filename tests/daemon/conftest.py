@@ -1,10 +1,10 @@
 """Fixtures of the daemon tests."""
 
 import os
-from pathlib import Path
 
 import pytest
 
+from nrt import affinity
 from tests.daemon.harness import simulated
 
 
@@ -21,10 +21,5 @@ def _restore_cpu_affinity():
     as a daemon's process is kept ([daemon] cpus); give the next tests every CPU back."""
     before = os.sched_getaffinity(0)
     yield
-    if os.sched_getaffinity(0) == before:
-        return
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            os.sched_setaffinity(int(task.name), before)
-        except (ProcessLookupError, PermissionError):
-            continue
+    if os.sched_getaffinity(0) != before:
+        affinity.pin(before)
