@@ -171,7 +171,7 @@ class Engine:
         self.bkg_max = max(sc.bkg for sc in self.scales)
         self.n = 0  # bins received
         self.spiked = 0  # bins through the spike veto
-        self.look = max(1, int(config.spike_reach))  # its look-ahead (bins)
+        self.look = config.spike_reach  # the spike veto's look-ahead (bins)
         self.last_end: float | None = None
         self.grouper = Grouper(self, config)
         self.zero_run = 0.0  # expected counts over the current run of zero bins
